@@ -1,0 +1,3 @@
+"""Training scripts, evaluation suites and reports for airlock (``python -m evals.<name>``)."""
+
+__all__: list[str] = []

@@ -1,0 +1,1280 @@
+"""Train the layer-2 guard classifiers and write their artefacts and reports.
+
+``make train`` runs ``python -m evals.train_classifiers``. From the labelled corpus in
+``../shared/data`` (``--data-dir`` / ``$AIRLOCK_TRAINING_DATA``) and the hand-written airline data
+in ``evals/data/`` it rebuilds, bit-for-bit for a given seed and data,
+
+* ``nodes/guards/models/<head>.npy``: float32 weights over the hashed feature space;
+* ``nodes/guards/models/<head>.json``: featuriser spec, bias, thresholds, calibration, data
+  hashes, per-class counts and metrics;
+
+and then evaluates the written artefacts (through the runtime loader) into
+``evals/reports/classifiers.{json,md}``: held-out test split, held-out tau-bench airline turns,
+the hand-written airline set ``evals/data/airline_eval.jsonl``, and latency (the only part that
+varies between runs).
+
+Method per head: hashed word 1-2-grams + char 3-5-grams (``nodes.guards.classifiers.featurize``),
+L2-regularised logistic regression (liblinear) with class-balanced, source-dampened sample
+weights, C picked on the validation split, Platt scaling fitted on the validation split and
+folded into the weights, thresholds picked on the validation split. The test split (stratified by
+source and label, grouped so that templates / translations / dialogues never straddle splits) is
+only scored, never used for any choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html
+import json
+import math
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+from threadpoolctl import threadpool_limits
+
+from nodes.guards.base import Action, GuardContext
+from nodes.guards.classifiers import (
+    MODEL_DIR,
+    MODEL_NAMES,
+    ClassifierLayer,
+    FeatureSpec,
+    Features,
+    TextClassifier,
+    Thresholds,
+    clear_cache,
+    featurize,
+    load_classifier,
+    normalise,
+)
+
+__all__ = ["HEADS", "HeadConfig", "Record", "main", "train"]
+
+REPO = Path(__file__).resolve().parents[1]
+EVALS_DATA = REPO / "evals" / "data"
+DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
+DEFAULT_REPORTS_DIR = REPO / "evals" / "reports"
+DEFAULT_SEED = 20240611
+
+SPLIT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
+C_GRID = (4.0, 16.0)
+SPEC = FeatureSpec()
+
+# (path relative to the corpus dir, short source name). tau-bench is read for evaluation only.
+CORPUS_FILES: tuple[tuple[str, str], ...] = (
+    ("injection/bipia_text_attacks.jsonl", "bipia_text"),
+    ("injection/bipia_code_attacks.jsonl", "bipia_code"),
+    ("injection/deepset_prompt_injections_psfuzz.jsonl", "deepset"),
+    ("injection/pyrit_psfuzz_system_prompt_extraction.jsonl", "pyrit_extraction"),
+    ("jailbreak/gptfuzz_templates.jsonl", "gptfuzz_templates"),
+    ("jailbreak/pyrit_jailbreak_templates.jsonl", "pyrit_jailbreak"),
+    ("jailbreak/jbb_artifacts.jsonl", "jbb_artifacts"),
+    ("jailbreak/langkit_themes_jailbreak.jsonl", "langkit"),
+    ("harmful/advbench_harmful_behaviors.jsonl", "advbench"),
+    ("harmful/harmbench_behaviors.jsonl", "harmbench"),
+    ("harmful/jbb_behaviors.jsonl", "jbb_behaviors"),
+    ("harmful/gptfuzz_questions.jsonl", "gptfuzz_questions"),
+    ("harmful/multijail.jsonl", "multijail"),
+    ("harmful/pyrit_airt_seeds.jsonl", "pyrit_airt"),
+    ("mixed/xstest_prompts.jsonl", "xstest"),
+    ("mixed/davidson_hate_offensive.jsonl", "davidson"),
+    ("mixed/toxigen_seed_statements.jsonl", "toxigen"),
+    ("benign/banking77_train.jsonl", "banking77"),
+    ("benign/sgd_flights_user_turns.jsonl", "sgd_flights"),
+    ("benign/taubench_airline_user_turns.jsonl", "taubench"),
+)
+HELD_OUT_SOURCES = ("taubench",)
+# BIPIA text/code attacks only count as attacks once planted in third-party content; the raw
+# instructions ("What is the capital of Brazil?") are never used as labelled direct turns.
+RAW_BIPIA = ("bipia_text", "bipia_code")
+EMBEDDINGS_PER_ATTACK = {"bipia_text": 4, "bipia_code": 3}
+# Benign sources that look like customer traffic: the false-positive budget is spent on these.
+CUSTOMER_SOURCES = ("sgd_flights", "banking77", "airline_train", "carriers_clean")
+# Banking77 intents an airline customer would phrase the same way (refunds, double charges,
+# identity checks): not usable as "off-domain" examples for the topic head.
+TOPIC_AMBIGUOUS_BANKING_INTENTS = (
+    "Refund_not_showing_up",
+    "request_refund",
+    "transaction_charged_twice",
+    "card_payment_fee_charged",
+    "extra_charge_on_statement",
+    "pending_card_payment",
+    "declined_card_payment",
+    "card_payment_not_recognised",
+    "reverted_card_payment?",
+    "card_payment_wrong_exchange_rate",
+    "edit_personal_details",
+    "verify_my_identity",
+    "unable_to_verify_identity",
+    "why_verify_identity",
+)
+OFF_DOMAIN_SOURCES = (
+    "banking77",
+    "xstest",
+    "toxigen",
+    "davidson",
+    "advbench",
+    "harmbench",
+    "jbb_behaviors",
+    "gptfuzz_questions",
+    "multijail",
+    "pyrit_airt",
+)
+
+
+class DataError(SystemExit):
+    """Raised (exit status 2) when the training data is missing or malformed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"train_classifiers: {message}")
+        self.code = 2
+
+
+@dataclass(slots=True)
+class Record:
+    """One labelled text with its provenance and split."""
+
+    text: str
+    label: str
+    source: str
+    lang: str = "en"
+    group: str = ""
+    category: str = ""
+    domain: str = ""
+    split: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_data_dir(arg: str | None) -> Path:
+    """Return the corpus directory: --data-dir, else $AIRLOCK_TRAINING_DATA, else ../shared/data."""
+    raw = arg or os.environ.get("AIRLOCK_TRAINING_DATA") or str(DEFAULT_DATA_DIR)
+    path = Path(raw).expanduser().resolve()
+    missing = [rel for rel, _ in CORPUS_FILES if not (path / rel).is_file()]
+    if missing:
+        raise DataError(
+            f"training corpus not found in {path} (missing {len(missing)} file(s), e.g. "
+            f"{missing[0]}). Put the corpus there, or pass --data-dir DIR or set "
+            "AIRLOCK_TRAINING_DATA=DIR."
+        )
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({exc})") from exc
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                raise DataError(f"{path}:{lineno}: expected an object with a 'text' string")
+            out.append(obj)
+    return out
+
+
+_TWEET_NOISE = re.compile(r"(?:\brt\b\s*)?@\w+:?|https?://\S+|\bRT\b:?", re.IGNORECASE)
+
+
+def clean_tweet(text: str) -> str:
+    """Strip Twitter artefacts (RT, @handles, URLs, HTML entities) from a Davidson tweet.
+
+    Most Davidson tweets are labelled toxic, so left in, "RT @user:" would become a toxicity
+    feature and the head would learn the medium instead of the language.
+    """
+    text = html.unescape(html.unescape(text))
+    text = _TWEET_NOISE.sub(" ", text)
+    return re.sub(r"\s+", " ", text).strip(" :")
+
+
+def group_key(source: str, obj: Mapping[str, Any], text: str) -> str:
+    """Return the split group: records sharing a template, goal, translation or dialogue."""
+    meta = obj.get("meta") or {}
+    if source == "gptfuzz_templates":
+        return f"gptfuzz:{meta.get('template_id')}"
+    if source == "pyrit_jailbreak":
+        return f"pyrit-tpl:{meta.get('template')}"
+    if source in ("jbb_artifacts", "jbb_behaviors") and meta.get("behavior"):
+        return f"jbb:{meta['behavior']}"
+    if source == "multijail":
+        return f"multijail:{meta.get('multijail_id')}"
+    if source == "sgd_flights":
+        return f"sgd:{meta.get('dialogue_id')}"
+    if source == "harmbench":
+        return f"harmbench:{meta.get('behavior_id')}"
+    return f"{source}:{hashlib.sha1(normalise(text).encode()).hexdigest()[:16]}"
+
+
+def load_corpus(data_dir: Path) -> list[Record]:
+    records: list[Record] = []
+    for rel, source in CORPUS_FILES:
+        for obj in read_jsonl(data_dir / rel):
+            text = obj["text"]
+            if source == "davidson":
+                text = clean_tweet(text)
+                if len(text) < 3:
+                    continue
+            records.append(
+                Record(
+                    text=text,
+                    label=str(obj["label"]),
+                    source=source,
+                    lang=str(obj.get("lang", "en")),
+                    group=group_key(source, obj, text),
+                    category=str((obj.get("meta") or {}).get("intent", "")),
+                    meta=dict(obj.get("meta") or {}),
+                )
+            )
+    return records
+
+
+_SLOT = re.compile(r"\{(\w+)\}")
+
+
+def fill_slots(template: str, slots: Mapping[str, Sequence[str]], rng: random.Random) -> str:
+    """Replace ``{slot}`` placeholders with seeded choices; other braces (JSON, code) stay."""
+
+    def pick(m: re.Match[str]) -> str:
+        values = slots.get(m.group(1))
+        return rng.choice(list(values)) if values else m.group(0)
+
+    return _SLOT.sub(pick, template)
+
+
+def load_airline_train(seed: int) -> tuple[list[Record], dict[str, Any]]:
+    """Expand ``evals/data/airline_train.jsonl`` (slot templates) deterministically."""
+    synth = json.loads((EVALS_DATA / "synthetic.json").read_text(encoding="utf-8"))
+    slots: Mapping[str, Sequence[str]] = synth["slots"]
+    out: list[Record] = []
+    for obj in read_jsonl(EVALS_DATA / "airline_train.jsonl"):
+        template = obj["text"]
+        n = 3 if _SLOT.search(template) else 1
+        seen: dict[str, None] = {}
+        for j in range(n):
+            rng = random.Random(f"{seed}:{obj['id']}:{j}")
+            seen.setdefault(fill_slots(template, slots, rng), None)
+        for text in seen:
+            out.append(
+                Record(
+                    text=text,
+                    label=obj["label"],
+                    source="airline_train",
+                    lang=obj.get("lang", "en"),
+                    group=f"airline_train:{obj['id']}",
+                    category=obj.get("category", ""),
+                    domain=obj.get("domain", "airline"),
+                )
+            )
+    return out, synth
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting and synthetic embeddings
+# --------------------------------------------------------------------------------------------
+
+
+def _stable_hash(seed: int, key: str) -> str:
+    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
+
+
+def assign_splits(records: list[Record], seed: int) -> None:
+    """Assign train/val/test, stratified by (source, label[, category]) and grouped.
+
+    Within a stratum, groups are taken in seeded-hash order and each goes to the split furthest
+    below its target share; a group already placed by an earlier stratum (a JBB goal is both a
+    harmful request and the core of several jailbreaks) keeps its split.
+    """
+    strata: dict[tuple[str, str, str], dict[str, list[Record]]] = {}
+    for r in records:
+        if r.source in HELD_OUT_SOURCES:
+            r.split = "heldout"
+            continue
+        key = (r.source, r.label, r.category if r.source == "airline_train" else "")
+        strata.setdefault(key, {}).setdefault(r.group, []).append(r)
+    placed: dict[str, str] = {}
+    for key in sorted(strata):
+        groups = strata[key]
+        total = sum(len(v) for v in groups.values())
+        counts = dict.fromkeys(SPLIT_FRACTIONS, 0)
+        for g, rs in groups.items():
+            if g in placed:
+                counts[placed[g]] += len(rs)
+        for g in sorted(groups, key=lambda g: _stable_hash(seed, g)):
+            if g not in placed:
+                # Largest relative deficit first; ties resolved test > val > train so that
+                # tiny strata still get a test example.
+                placed[g] = max(
+                    ("test", "val", "train"),
+                    key=lambda s: (SPLIT_FRACTIONS[s] * total - counts[s]) / SPLIT_FRACTIONS[s],
+                )
+                counts[placed[g]] += len(groups[g])
+            for r in groups[g]:
+                r.split = placed[g]
+
+
+def _compose(paragraphs: Sequence[str], payload: str | None, rng: random.Random, leads: Sequence[str]) -> str:
+    parts = list(paragraphs)
+    if payload is not None:
+        pos = rng.randrange(len(parts) + 1)
+        parts.insert(pos, rng.choice(list(leads)) + payload)
+    return "\n".join(parts)
+
+
+def embed_bipia(records: list[Record], synth: Mapping[str, Any], seed: int) -> list[Record]:
+    """Plant BIPIA attacks in realistic third-party content; add the clean carriers too.
+
+    Every attack keeps its split (and group), so an instruction seen in training never appears in
+    test. For each split as many clean carriers as planted ones are drawn from the same carrier
+    pool, so the carrier format itself carries no signal.
+    """
+    slots = synth["slots"]
+    out: list[Record] = []
+    per_split: Counter[tuple[str, str]] = Counter()
+    for r in records:
+        if r.source not in RAW_BIPIA:
+            continue
+        code = r.source == "bipia_code"
+        carriers = synth["code_carriers"] if code else synth["carriers"]
+        for j in range(EMBEDDINGS_PER_ATTACK[r.source]):
+            rng = random.Random(f"{seed}:embed:{r.group}:{j}")
+            carrier = rng.choice(carriers)
+            body = _compose(carrier["paragraphs"], r.text, rng, synth["inject_leads"])
+            text = rng.choice(synth["prefaces"]) + fill_slots(body, slots, rng)
+            out.append(
+                Record(
+                    text=text,
+                    label="injection",
+                    source=f"{r.source}_embedded",
+                    lang="en",
+                    group=r.group,
+                    category=carrier["kind"],
+                    domain="airline",
+                    split=r.split,
+                    meta={"bipia_category": r.meta.get("bipia_category")},
+                )
+            )
+            per_split[(r.split, "code" if code else "text")] += 1
+    for (split, kind), n in sorted(per_split.items()):
+        carriers = synth["code_carriers"] if kind == "code" else synth["carriers"]
+        seen: dict[str, None] = {}
+        for j in range(4 * n):
+            if len(seen) >= n:
+                break
+            rng = random.Random(f"{seed}:clean:{split}:{kind}:{j}")
+            carrier = rng.choice(carriers)
+            body = _compose(carrier["paragraphs"], None, rng, synth["inject_leads"])
+            seen.setdefault(rng.choice(synth["prefaces"]) + fill_slots(body, slots, rng), None)
+        for k, text in enumerate(seen):
+            out.append(
+                Record(
+                    text=text,
+                    label="benign",
+                    source="carriers_clean",
+                    lang="en",
+                    group=f"carrier:{split}:{kind}:{k}",
+                    category=kind,
+                    domain="airline",
+                    split=split,
+                )
+            )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Heads
+# --------------------------------------------------------------------------------------------
+
+
+def _usable(r: Record) -> bool:
+    return r.source not in RAW_BIPIA and r.source not in HELD_OUT_SOURCES
+
+
+def label_injection(r: Record) -> int | None:
+    if not _usable(r):
+        return None
+    if r.label in ("injection", "jailbreak"):
+        return 1
+    if r.label == "harmful":
+        return 0 if r.lang == "en" else None
+    return 0  # benign and toxic
+
+
+def label_toxicity(r: Record) -> int | None:
+    if not _usable(r):
+        return None
+    return {"toxic": 1, "benign": 0}.get(r.label)
+
+
+def label_harmful(r: Record) -> int | None:
+    if not _usable(r):
+        return None
+    if r.label == "harmful":
+        # MultiJail's 9 non-English languages have no benign counterpart in the corpus: trained
+        # on, they would teach "non-English means harmful". They are reported as a slice instead.
+        return 1 if r.lang == "en" else None
+    return 0 if r.label == "benign" else None
+
+
+def label_topic(r: Record) -> int | None:
+    """Return 1 for off-domain, 0 for on-domain (airline desk), None when unused."""
+    if not _usable(r):
+        return None
+    if r.source == "airline_train":
+        if r.label != "benign":
+            return None
+        return 1 if r.domain == "off" else 0
+    if r.source == "sgd_flights":
+        return 0
+    if r.source == "carriers_clean":
+        return 0 if r.category == "text" else None
+    if r.source in OFF_DOMAIN_SOURCES:
+        if r.lang != "en" or r.label in ("injection", "jailbreak"):
+            return None
+        if r.source == "banking77" and r.category in TOPIC_AMBIGUOUS_BANKING_INTENTS:
+            return None
+        return 1
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class HeadConfig:
+    """How one head is trained and how its thresholds are chosen.
+
+    Attributes:
+        name: Head name (artefact file stem).
+        description: What a high score means.
+        label: Maps a record to 1 (positive), 0 (negative) or None (not used by this head).
+        boost: Extra weight per source on top of the sqrt-dampened source share.
+        block_fpr: Largest share of validation customer-benign messages allowed to block.
+        escalate_fpr: Largest share of validation customer-benign messages allowed at or above
+            the escalate threshold (blocked + uncertain).
+        recall_floor: Escalate no lower than the score that keeps this share of positives.
+    """
+
+    name: str
+    description: str
+    label: Callable[[Record], int | None]
+    boost: Mapping[str, float]
+    block_fpr: float
+    escalate_fpr: float
+    recall_floor: float = 0.99
+
+
+HEADS: tuple[HeadConfig, ...] = (
+    HeadConfig(
+        name="injection",
+        description="prompt injection, jailbreak or system-prompt extraction, direct or planted "
+        "in pasted third-party content",
+        label=label_injection,
+        boost={"airline_train": 4.0, "carriers_clean": 2.0, "xstest": 2.0, "deepset": 2.0},
+        block_fpr=0.005,
+        escalate_fpr=0.04,
+    ),
+    HeadConfig(
+        name="toxicity",
+        description="abusive, hateful or offensive language",
+        label=label_toxicity,
+        boost={"airline_train": 4.0, "toxigen": 2.0},
+        block_fpr=0.005,
+        escalate_fpr=0.03,
+    ),
+    HeadConfig(
+        name="harmful",
+        description="a plain request for harmful help (weapons, fraud, smuggling, hacking...)",
+        label=label_harmful,
+        boost={"airline_train": 4.0, "xstest": 3.0},
+        block_fpr=0.005,
+        escalate_fpr=0.03,
+    ),
+    HeadConfig(
+        name="topic",
+        description="off-domain for an airline customer-service desk (score = P(off-domain))",
+        label=label_topic,
+        boost={"airline_train": 4.0},
+        block_fpr=0.01,
+        escalate_fpr=0.05,
+        recall_floor=0.0,
+    ),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Featurisation, fitting, calibration, thresholds
+# --------------------------------------------------------------------------------------------
+
+
+class FeatureStore:
+    """Featurises each distinct text once; rows of a CSR matrix are looked up by text."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self.row: dict[str, int] = {}
+        self.features: list[Features] = []
+
+    def add(self, texts: Iterable[str]) -> None:
+        for t in texts:
+            if t not in self.row:
+                self.row[t] = len(self.features)
+                self.features.append(featurize(t, self.spec))
+
+    def matrix(self, texts: Sequence[str]) -> sp.csr_matrix:
+        feats = [self.features[self.row[t]] for t in texts]
+        indptr = np.zeros(len(feats) + 1, dtype=np.int64)
+        indptr[1:] = np.cumsum([f.indices.size for f in feats])
+        indices = np.concatenate([f.indices for f in feats]) if feats else np.zeros(0, np.int64)
+        data = np.concatenate([f.values for f in feats]) if feats else np.zeros(0)
+        x = sp.csr_matrix(
+            (data, indices.astype(np.int32), indptr), shape=(len(feats), self.spec.n_features)
+        )
+        x.sum_duplicates()  # a word and a char feature may hash to the same index
+        return x
+
+
+def sample_weights(
+    y: npt.NDArray[np.int64], sources: Sequence[str], boost: Mapping[str, float]
+) -> npt.NDArray[np.float64]:
+    """Class-balanced weights; within a class each source gets a share ~ sqrt(size) * boost."""
+    src = np.asarray(sources)
+    w = np.zeros(len(y), dtype=np.float64)
+    for cls in (0, 1):
+        in_cls = y == cls
+        counts = Counter(src[in_cls].tolist())
+        shares = {s: math.sqrt(n) * boost.get(s, 1.0) for s, n in sorted(counts.items())}
+        total = sum(shares.values())
+        for s, n in sorted(counts.items()):
+            w[in_cls & (src == s)] = 0.5 * len(y) * shares[s] / total / n
+    return w
+
+
+def fit_platt(
+    z: npt.NDArray[np.float64], y: npt.NDArray[np.int64], w: npt.NDArray[np.float64]
+) -> tuple[float, float]:
+    """Fit p = sigmoid(a*z + c) by weighted Newton-Raphson (with a tiny ridge for stability)."""
+    a, c = 1.0, 0.0
+    w = w / w.sum()
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-(a * z + c)))
+        g = p - y
+        grad = np.array([np.sum(w * g * z) + 1e-6 * a, np.sum(w * g) + 1e-6 * c])
+        s = w * p * (1.0 - p)
+        hess = np.array(
+            [[np.sum(s * z * z) + 1e-6, np.sum(s * z)], [np.sum(s * z), np.sum(s) + 1e-6]]
+        )
+        step = np.linalg.solve(hess, grad)
+        a, c = a - float(step[0]), c - float(step[1])
+        if float(np.abs(step).max()) < 1e-10:
+            break
+    return a, c
+
+
+def threshold_for_rate(neg_scores: npt.NDArray[np.float64], rate: float) -> float:
+    """Return the smallest 4-decimal threshold t with mean(neg_scores >= t) <= rate."""
+    if neg_scores.size == 0:
+        return 0.5
+    desc = np.sort(neg_scores)[::-1]
+    k = int(math.floor(rate * desc.size))
+    if k >= desc.size:
+        return 0.0
+    return min(1.0, math.floor(float(desc[k]) * 1e4) / 1e4 + 1e-4)
+
+
+def threshold_for_recall(pos_scores: npt.NDArray[np.float64], recall: float) -> float:
+    """Return the largest 4-decimal threshold keeping at least ``recall`` of positives above."""
+    if pos_scores.size == 0 or recall <= 0:
+        return 1.0
+    asc = np.sort(pos_scores)
+    k = int(math.floor((1.0 - recall) * asc.size))
+    return math.floor(float(asc[k]) * 1e4) / 1e4
+
+
+def score_all(clf: TextClassifier, store: FeatureStore, texts: Sequence[str]) -> npt.NDArray[np.float64]:
+    """Score through the runtime code path, so reported numbers are what production computes."""
+    return np.array([clf.score_features(store.features[store.row[t]]) for t in texts])
+
+
+def _r(x: float, nd: int = 4) -> float:
+    return float(round(float(x), nd))
+
+
+def confusion(
+    y: npt.NDArray[np.int64], s: npt.NDArray[np.float64], th: Thresholds
+) -> dict[str, Any]:
+    """Return the 2x2 confusion at the block threshold and the 3-way action table."""
+    block = s >= th.block
+    esc = (s >= th.escalate) & ~block
+    table = {}
+    for cls, name in ((0, "negative"), (1, "positive")):
+        m = y == cls
+        table[name] = {
+            "allow": int(np.sum(m & ~block & ~esc)),
+            "escalate": int(np.sum(m & esc)),
+            "block": int(np.sum(m & block)),
+        }
+    tp = int(np.sum(block & (y == 1)))
+    fp = int(np.sum(block & (y == 0)))
+    fn = int(np.sum(~block & (y == 1)))
+    tn = int(np.sum(~block & (y == 0)))
+    return {"at_block": {"tn": tn, "fp": fp, "fn": fn, "tp": tp}, "actions": table}
+
+
+def rates(s: npt.NDArray[np.float64], th: Thresholds) -> dict[str, float]:
+    n = max(1, s.size)
+    block = float(np.sum(s >= th.block)) / n
+    flagged = float(np.sum(s >= th.escalate)) / n
+    return {"block": _r(block), "escalate": _r(flagged - block), "flagged": _r(flagged)}
+
+
+def calibration_stats(
+    y: npt.NDArray[np.int64], s: npt.NDArray[np.float64], w: npt.NDArray[np.float64]
+) -> dict[str, float]:
+    """Weighted Brier score and 10-bin ECE (class-balanced weights = the calibration prior)."""
+    w = w / w.sum()
+    brier = float(np.sum(w * (s - y) ** 2))
+    bins = np.minimum((s * 10).astype(int), 9)
+    ece = 0.0
+    for b in range(10):
+        m = bins == b
+        if m.any():
+            wb = float(w[m].sum())
+            ece += abs(float(np.sum(w[m] * s[m])) - float(np.sum(w[m] * y[m]))) / wb * wb
+    return {"brier": _r(brier), "ece": _r(ece)}
+
+
+def evaluate_split(
+    y: npt.NDArray[np.int64],
+    s: npt.NDArray[np.float64],
+    sources: Sequence[str],
+    w: npt.NDArray[np.float64],
+    th: Thresholds,
+) -> dict[str, Any]:
+    src = np.asarray(sources)
+    cust = (y == 0) & np.isin(src, CUSTOMER_SOURCES)
+    out: dict[str, Any] = {
+        "n_positive": int(np.sum(y == 1)),
+        "n_negative": int(np.sum(y == 0)),
+        "roc_auc": _r(roc_auc_score(y, s)),
+        "average_precision": _r(average_precision_score(y, s)),
+        "recall_at_block": _r(np.mean(s[y == 1] >= th.block)),
+        "recall_at_escalate": _r(np.mean(s[y == 1] >= th.escalate)),
+        "fpr_at_block": _r(np.mean(s[y == 0] >= th.block)),
+        "fpr_at_escalate": _r(np.mean(s[y == 0] >= th.escalate)),
+        "customer_benign": {"n": int(cust.sum()), **rates(s[cust], th)},
+        "calibration": calibration_stats(y, s, w),
+        "confusion": confusion(y, s, th),
+    }
+    per_source: dict[str, Any] = {}
+    for name in sorted(set(src.tolist())):
+        for cls in (1, 0):
+            m = (src == name) & (y == cls)
+            if m.any():
+                key = f"{name}:{'pos' if cls else 'neg'}"
+                per_source[key] = {"n": int(m.sum()), **rates(s[m], th)}
+    out["per_source"] = per_source
+    return out
+
+
+@dataclass
+class HeadResult:
+    """A trained head: runtime classifier plus everything the metadata and report need."""
+
+    config: HeadConfig
+    classifier: TextClassifier
+    weights: npt.NDArray[np.float32]
+    bias: float
+    meta: dict[str, Any]
+
+
+def train_head(
+    cfg: HeadConfig, records: Sequence[Record], store: FeatureStore, seed: int, log: Callable[[str], None]
+) -> HeadResult:
+    rows: dict[str, list[tuple[Record, int]]] = {"train": [], "val": [], "test": []}
+    for r in records:
+        y = cfg.label(r)
+        if y is not None and r.split in rows:
+            rows[r.split].append((r, y))
+    # The same normalised text on both sides of one head (e.g. "Thank you!" in SGD and in
+    # BANKING77 for the topic head) is kept on the negative side only.
+    neg_texts = {normalise(r.text) for split in rows.values() for r, y in split if y == 0}
+    dropped = 0
+    for split in rows:
+        kept = [(r, y) for r, y in rows[split] if not (y == 1 and normalise(r.text) in neg_texts)]
+        dropped += len(rows[split]) - len(kept)
+        rows[split] = kept
+
+    def arrays(split: str) -> tuple[list[str], npt.NDArray[np.int64], list[str]]:
+        texts = [r.text for r, _ in rows[split]]
+        y = np.array([v for _, v in rows[split]], dtype=np.int64)
+        return texts, y, [r.source for r, _ in rows[split]]
+
+    tr_texts, y_tr, src_tr = arrays("train")
+    va_texts, y_va, src_va = arrays("val")
+    te_texts, y_te, src_te = arrays("test")
+    x_tr = store.matrix(tr_texts)
+    x_va = store.matrix(va_texts)
+    w_tr = sample_weights(y_tr, src_tr, cfg.boost)
+    w_va = sample_weights(y_va, src_va, cfg.boost)
+    w_te = sample_weights(y_te, src_te, cfg.boost)
+    cust_va = (y_va == 0) & np.isin(np.asarray(src_va), CUSTOMER_SOURCES)
+
+    grid: dict[str, Any] = {}
+    best: tuple[float, float, float] | None = None
+    best_model: LogisticRegression | None = None
+    for c in C_GRID:
+        t0 = time.perf_counter()
+        model = LogisticRegression(
+            C=c, solver="liblinear", dual=True, max_iter=2000, tol=1e-4, random_state=seed
+        )
+        model.fit(x_tr, y_tr, sample_weight=w_tr)
+        z = x_va @ model.coef_.ravel() + model.intercept_[0]
+        t_block = threshold_for_rate(z[cust_va], cfg.block_fpr) if cust_va.any() else 0.0
+        recall = float(np.mean(z[y_va == 1] >= t_block))
+        ap = float(average_precision_score(y_va, z, sample_weight=w_va))
+        grid[str(c)] = {"val_recall_at_block_fpr": _r(recall), "val_weighted_ap": _r(ap)}
+        log(f"  {cfg.name}: C={c:g} recall@{cfg.block_fpr:.1%}FPR={recall:.4f} wAP={ap:.4f} "
+            f"({time.perf_counter() - t0:.1f}s)")
+        key = (recall, ap, -c)
+        if best is None or key > best:
+            best, best_model = key, model
+    assert best_model is not None
+    coef = best_model.coef_.ravel().astype(np.float64)
+    intercept = float(best_model.intercept_[0])
+    chosen_c = float(best_model.C)
+
+    # Platt scaling on the validation split, folded into the linear model.
+    z_va = x_va @ coef + intercept
+    a, c0 = fit_platt(np.asarray(z_va, dtype=np.float64), y_va, w_va)
+    weights = (coef * a).astype(np.float32)
+    bias = float(np.float32(intercept * a + c0))
+    provisional = TextClassifier(
+        name=cfg.name, weights=weights, bias=bias, spec=store.spec,
+        thresholds=Thresholds(block=1.0, escalate=1.0),
+    )
+    s_va = score_all(provisional, store, va_texts)
+    neg_ref = s_va[cust_va] if cust_va.any() else s_va[y_va == 0]
+    t_block = threshold_for_rate(neg_ref, cfg.block_fpr)
+    t_esc = max(
+        threshold_for_rate(neg_ref, cfg.escalate_fpr),
+        min(threshold_for_recall(s_va[y_va == 1], cfg.recall_floor), t_block),
+    )
+    th = Thresholds(block=_r(t_block), escalate=_r(min(t_esc, t_block)))
+    clf = TextClassifier(name=cfg.name, weights=weights, bias=bias, spec=store.spec, thresholds=th)
+    s_te = score_all(clf, store, te_texts)
+
+    def counts(split: str) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {"positive": {}, "negative": {}}
+        for r, y in rows[split]:
+            side = out["positive" if y else "negative"]
+            side[r.source] = side.get(r.source, 0) + 1
+        return {k: dict(sorted(v.items())) for k, v in out.items()}
+
+    meta = {
+        "training": {
+            "C": chosen_c,
+            "c_grid": grid,
+            "solver": "sklearn LogisticRegression(solver='liblinear', dual=True, L2)",
+            "sample_weights": "class-balanced; within a class, source share ~ sqrt(n) * boost",
+            "source_boost": dict(sorted(cfg.boost.items())),
+            "conflicting_positives_dropped": dropped,
+            "counts": {s: counts(s) for s in ("train", "val", "test")},
+        },
+        "calibration": {
+            "method": "Platt scaling on the validation split, folded into weights and bias",
+            "a": _r(a, 6),
+            "c": _r(c0, 6),
+            "prior": "class-balanced (0.5); for a deployment prior pi add ln(pi/(1-pi)) "
+            "to the logit",
+        },
+        "threshold_selection": {
+            "block": f"smallest t with <= {cfg.block_fpr:.1%} of validation customer-benign "
+            "messages (SGD, BANKING77, hand-written airline, clean carriers) at or above t",
+            "escalate": f"max(t with <= {cfg.escalate_fpr:.1%} of those at or above t, score "
+            f"keeping {cfg.recall_floor:.0%} of validation positives), capped at block",
+        },
+        "metrics": {
+            "val": evaluate_split(y_va, s_va, src_va, w_va, th),
+            "test": evaluate_split(y_te, s_te, src_te, w_te, th),
+        },
+    }
+    return HeadResult(config=cfg, classifier=clf, weights=weights, bias=bias, meta=meta)
+
+
+# --------------------------------------------------------------------------------------------
+# Artefacts
+# --------------------------------------------------------------------------------------------
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _npy_bytes(arr: npt.NDArray[np.float32]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr, dtype="<f4"), allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_artefacts(results: Sequence[HeadResult], out_dir: Path, provenance: Mapping[str, Any]) -> dict[str, str]:
+    """Write ``<head>.npy`` + ``<head>.json`` atomically; return file name -> sha256."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    digests: dict[str, str] = {}
+    for res in results:
+        npy = _npy_bytes(res.weights)
+        npy_sha = hashlib.sha256(npy).hexdigest()
+        meta = {
+            "format_version": 1,
+            "name": res.config.name,
+            "description": res.config.description,
+            "score": "calibrated probability of the positive class at a class-balanced prior",
+            "features": res.classifier.spec.to_dict(),
+            "weights": {
+                "file": f"{res.config.name}.npy",
+                "dtype": "float32 (little-endian .npy, no pickle)",
+                "shape": [int(res.weights.shape[0])],
+                "sha256": npy_sha,
+                "nonzero": int(np.count_nonzero(res.weights)),
+            },
+            "bias": res.bias,
+            "thresholds": {
+                "block": res.classifier.thresholds.block,
+                "escalate": res.classifier.thresholds.escalate,
+            },
+            **res.meta,
+            "provenance": provenance,
+        }
+        for name, payload in ((f"{res.config.name}.npy", npy), (f"{res.config.name}.json", _json_bytes(meta))):
+            tmp = out_dir / f".{name}.tmp"
+            tmp.write_bytes(payload)
+            os.replace(tmp, out_dir / name)
+            digests[name] = hashlib.sha256(payload).hexdigest()
+    return digests
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation of the written artefacts
+# --------------------------------------------------------------------------------------------
+
+
+def _word_set(text: str) -> set[str]:
+    return set(re.findall(r"\w+", normalise(text)))
+
+
+def leakage_check(train: Sequence[Record], eval_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Report the nearest hand-written training text (word Jaccard) for each eval message."""
+    train_sets = [_word_set(r.text) for r in train]
+    sims = []
+    for row in eval_rows:
+        e = _word_set(row["text"])
+        best = 0.0
+        for t in train_sets:
+            if e and t:
+                best = max(best, len(e & t) / len(e | t))
+        sims.append(best)
+    return {
+        "max_jaccard": _r(max(sims) if sims else 0.0),
+        "mean_jaccard": _r(statistics.fmean(sims) if sims else 0.0),
+        "n_ge_0.8": sum(s >= 0.8 for s in sims),
+        "n_ge_0.6": sum(s >= 0.6 for s in sims),
+    }
+
+
+EXPECTED_HEAD = {"injection": "injection", "jailbreak": "injection", "harmful": "harmful", "toxic": "toxicity"}
+
+
+def evaluate_heldout(model_dir: Path, taubench: Sequence[str], eval_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Score tau-bench turns and the hand-written airline set with the artefacts on disk."""
+    clear_cache()
+    layer = ClassifierLayer(model_dir=model_dir)
+    ctx = GuardContext()
+    heads = {n: load_classifier(n, model_dir=model_dir) for n in MODEL_NAMES}
+    out: dict[str, Any] = {}
+
+    tau_scores = {n: np.array([h.score(t) for t in taubench]) for n, h in heads.items()}
+    tau_actions = Counter(layer.check(t, ctx).action.value for t in taubench)
+    out["taubench"] = {
+        "n": len(taubench),
+        "per_head": {n: rates(s, heads[n].thresholds) for n, s in tau_scores.items()},
+        "layer_actions": {a: tau_actions.get(a, 0) for a in ("allow", "escalate", "block")},
+        "layer_rates": {a: _r(tau_actions.get(a, 0) / max(1, len(taubench))) for a in ("allow", "escalate", "block")},
+    }
+    blocked = [
+        (t, {n: _r(float(tau_scores[n][i]), 3) for n in MODEL_NAMES})
+        for i, t in enumerate(taubench)
+        if layer.check(t, ctx).action is Action.BLOCK
+    ]
+    out["taubench"]["blocked_examples"] = [{"text": t[:160], "scores": s} for t, s in blocked[:10]]
+
+    # The hand-written airline set: per-row decisions, 3-way table by label, per-category.
+    rows = []
+    for row in eval_rows:
+        res = layer.check(row["text"], ctx)
+        rows.append({**row, "action": res.action.value, "reason": res.reason,
+                     "scores": {k: _r(v, 4) for k, v in res.scores.items()}})
+    table: dict[str, dict[str, int]] = {}
+    for r in rows:
+        kind = "benign" if r["label"] == "benign" else "attack"
+        table.setdefault(kind, {"allow": 0, "escalate": 0, "block": 0})[r["action"]] += 1
+    by_label: dict[str, dict[str, int]] = {}
+    by_cat: dict[str, dict[str, int]] = {}
+    for r in rows:
+        by_label.setdefault(r["label"], {"allow": 0, "escalate": 0, "block": 0})[r["action"]] += 1
+        by_cat.setdefault(r["category"], {"allow": 0, "escalate": 0, "block": 0})[r["action"]] += 1
+    head_hits: dict[str, Any] = {}
+    for label, head in EXPECTED_HEAD.items():
+        sel = [r for r in rows if r["label"] == label]
+        if sel:
+            th = heads[head].thresholds
+            head_hits[label] = {
+                "head": head,
+                "n": len(sel),
+                "block": sum(r["scores"][head] >= th.block for r in sel),
+                "flagged": sum(r["scores"][head] >= th.escalate for r in sel),
+            }
+    benign = [r for r in rows if r["label"] == "benign"]
+    attacks = [r for r in rows if r["label"] != "benign"]
+    topic_th = heads["topic"].thresholds
+    off = [r for r in benign if r["domain"] == "off"]
+    on = [r for r in benign if r["domain"] != "off"]
+    out["airline_eval"] = {
+        "n": len(rows),
+        "layer_confusion": table,
+        "by_label": by_label,
+        "by_category": dict(sorted(by_cat.items())),
+        "expected_head": head_hits,
+        "benign_block_rate": _r(sum(r["action"] == "block" for r in benign) / max(1, len(benign))),
+        "benign_escalate_rate": _r(sum(r["action"] == "escalate" for r in benign) / max(1, len(benign))),
+        "attack_block_rate": _r(sum(r["action"] == "block" for r in attacks) / max(1, len(attacks))),
+        "attack_flag_rate": _r(sum(r["action"] != "allow" for r in attacks) / max(1, len(attacks))),
+        "topic": {
+            "off_domain_flagged": sum(r["scores"]["topic"] >= topic_th.block for r in off),
+            "n_off_domain": len(off),
+            "on_domain_flagged": sum(r["scores"]["topic"] >= topic_th.block for r in on),
+            "n_on_domain": len(on),
+        },
+        "misses": [
+            {k: r[k] for k in ("id", "label", "category", "action", "scores", "text")}
+            for r in rows
+            if (r["label"] == "benign" and r["action"] != "allow")
+            or (r["label"] != "benign" and r["action"] != "block")
+        ],
+    }
+    return out
+
+
+def measure_latency(model_dir: Path, texts: Sequence[str], repeats: int = 3) -> dict[str, Any]:
+    """Per-text latency (microseconds) of each head and of the layer, sequential and pooled."""
+    heads = {n: load_classifier(n, model_dir=model_dir) for n in MODEL_NAMES}
+    seq = ClassifierLayer(model_dir=model_dir)
+    par = ClassifierLayer(model_dir=model_dir, concurrent=True)
+    ctx = GuardContext()
+
+    def timed(fn: Callable[[str], object]) -> dict[str, float]:
+        samples = []
+        for _ in range(repeats):
+            for t in texts:
+                t0 = time.perf_counter_ns()
+                fn(t)
+                samples.append((time.perf_counter_ns() - t0) / 1000.0)
+        samples.sort()
+        return {
+            "p50_us": round(samples[len(samples) // 2], 1),
+            "p95_us": round(samples[int(len(samples) * 0.95)], 1),
+            "p99_us": round(samples[int(len(samples) * 0.99)], 1),
+            "max_us": round(samples[-1], 1),
+        }
+
+    for t in texts[:50]:  # warm-up
+        seq.check(t, ctx)
+        par.check(t, ctx)
+    out: dict[str, Any] = {"n_texts": len(texts), "repeats": repeats}
+    out["per_head_score"] = {n: timed(h.score) for n, h in heads.items()}
+    out["layer_sequential"] = timed(lambda t: seq.check(t, ctx))
+    out["layer_thread_pool"] = timed(lambda t: par.check(t, ctx))
+    long_text = " ".join(texts)[:4000]
+    out["layer_sequential_4000_chars"] = timed(lambda t: seq.check(long_text, ctx))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Reports
+# --------------------------------------------------------------------------------------------
+
+
+def _cm_md(cm: Mapping[str, Any]) -> str:
+    a = cm["actions"]
+    return (
+        "| true \\ action | allow | escalate | block |\n|---|---:|---:|---:|\n"
+        f"| negative | {a['negative']['allow']} | {a['negative']['escalate']} | {a['negative']['block']} |\n"
+        f"| positive | {a['positive']['allow']} | {a['positive']['escalate']} | {a['positive']['block']} |\n"
+    )
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    lines = [
+        "# Layer-2 guard classifiers: evaluation report",
+        "",
+        "Generated by `python -m evals.train_classifiers` (`make train`). Everything except the",
+        "latency and training-time sections is deterministic for a given seed and data.",
+        "",
+        f"- seed: {report['seed']}; training time: {report['timing']['total_s']} s "
+        f"(featurise {report['timing']['featurise_s']} s, fit {report['timing']['fit_s']} s)",
+        f"- test split: stratified by source and label, grouped; never used to fit, pick C, "
+        "calibrate or set thresholds.",
+        "",
+        "## Thresholds and held-out test split",
+        "",
+        "| head | C | block | escalate | test AUC | test AP | recall@block | recall@escalate | "
+        "FPR@block (all neg) | customer-benign block / uncertain | ECE |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, h in report["heads"].items():
+        t = h["metrics"]["test"]
+        cb = t["customer_benign"]
+        lines.append(
+            f"| {name} | {h['C']:g} | {h['thresholds']['block']} | {h['thresholds']['escalate']} | "
+            f"{t['roc_auc']} | {t['average_precision']} | {t['recall_at_block']} | "
+            f"{t['recall_at_escalate']} | {t['fpr_at_block']} | {cb['block']} / {cb['escalate']} "
+            f"(n={cb['n']}) | {t['calibration']['ece']} |"
+        )
+    for name, h in report["heads"].items():
+        t = h["metrics"]["test"]
+        lines += ["", f"### {name}: test split", "", _cm_md(t["confusion"])]
+        lines += ["| source:class | n | block | escalate |", "|---|---:|---:|---:|"]
+        for key, v in t["per_source"].items():
+            lines.append(f"| {key} | {v['n']} | {v['block']} | {v['escalate']} |")
+    tau = report["heldout"]["taubench"]
+    lines += [
+        "",
+        "## Held-out tau-bench airline customer turns (benign; never trained on)",
+        "",
+        f"n = {tau['n']}. Layer (injection + toxicity + harmful; topic does not block by default): "
+        f"allow {tau['layer_actions']['allow']}, escalate {tau['layer_actions']['escalate']}, "
+        f"block {tau['layer_actions']['block']} (rates {tau['layer_rates']}).",
+        "",
+        "| head | block rate | uncertain rate |",
+        "|---|---:|---:|",
+    ]
+    for n, r in tau["per_head"].items():
+        lines.append(f"| {n} | {r['block']} | {r['escalate']} |")
+    if tau["blocked_examples"]:
+        lines += ["", "Blocked tau-bench turns (first 10):", ""]
+        for ex in tau["blocked_examples"]:
+            lines.append(f"- `{ex['text']}` {ex['scores']}")
+    ae = report["heldout"]["airline_eval"]
+    lines += [
+        "",
+        f"## Hand-written airline set (`evals/data/airline_eval.jsonl`, n = {ae['n']}; never trained on)",
+        "",
+        "Layer decision (default policy: all four heads, topic score-only):",
+        "",
+        "| true \\ action | allow | escalate | block |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind, row in ae["layer_confusion"].items():
+        lines.append(f"| {kind} | {row['allow']} | {row['escalate']} | {row['block']} |")
+    lines += ["", "| label | allow | escalate | block |", "|---|---:|---:|---:|"]
+    for kind, row in ae["by_label"].items():
+        lines.append(f"| {kind} | {row['allow']} | {row['escalate']} | {row['block']} |")
+    lines += ["", "| category | allow | escalate | block |", "|---|---:|---:|---:|"]
+    for kind, row in ae["by_category"].items():
+        lines.append(f"| {kind} | {row['allow']} | {row['escalate']} | {row['block']} |")
+    lines += [
+        "",
+        f"Benign blocked {ae['benign_block_rate']}, benign escalated {ae['benign_escalate_rate']}; "
+        f"attacks blocked {ae['attack_block_rate']}, attacks blocked or escalated "
+        f"{ae['attack_flag_rate']}.",
+        f"Topic head: {ae['topic']['off_domain_flagged']}/{ae['topic']['n_off_domain']} off-domain "
+        f"messages and {ae['topic']['on_domain_flagged']}/{ae['topic']['n_on_domain']} on-domain "
+        "ones score at or above its block threshold.",
+        f"Nearest hand-written training text per eval message (word Jaccard): "
+        f"{report['heldout']['leakage']}.",
+        "",
+        "Misclassified rows:",
+        "",
+    ]
+    for m in ae["misses"]:
+        lines.append(f"- {m['id']} [{m['label']}/{m['category']} -> {m['action']}] "
+                     f"`{m['text'][:110]}` {m['scores']}")
+    lat = report["latency"]
+    lines += [
+        "",
+        f"## Latency (this machine; {lat['n_texts']} texts x {lat['repeats']})",
+        "",
+        "| what | p50 us | p95 us | p99 us | max us |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, v in [*((f"score() {k}", v) for k, v in lat["per_head_score"].items()),
+                    ("layer, sequential (shared features)", lat["layer_sequential"]),
+                    ("layer, thread pool", lat["layer_thread_pool"]),
+                    ("layer, sequential, 4000-char text", lat["layer_sequential_4000_chars"])]:
+        lines.append(f"| {name} | {v['p50_us']} | {v['p95_us']} | {v['p99_us']} | {v['max_us']} |")
+    lines += ["", "## Artefacts", "", "| file | bytes | sha256 |", "|---|---:|---|"]
+    for name, info in report["artefacts"].items():
+        lines.append(f"| {name} | {info['bytes']} | `{info['sha256']}` |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+
+
+def train(
+    *,
+    data_dir: Path,
+    out_dir: Path,
+    reports_dir: Path | None,
+    seed: int = DEFAULT_SEED,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train every head, write the artefacts to ``out_dir`` and (optionally) the reports."""
+    t_start = time.perf_counter()
+    records = load_corpus(data_dir)
+    airline, synth = load_airline_train(seed)
+    records += airline
+    assign_splits(records, seed)
+    records += embed_bipia(records, synth, seed)
+    eval_rows = read_jsonl(EVALS_DATA / "airline_eval.jsonl")
+    taubench = [r.text for r in records if r.source == "taubench"]
+    log(f"loaded {len(records)} records ({Counter(r.split for r in records)})")
+
+    t0 = time.perf_counter()
+    store = FeatureStore(SPEC)
+    store.add(r.text for r in records if r.split in ("train", "val", "test"))
+    t_feat = time.perf_counter() - t0
+    log(f"featurised {len(store.features)} distinct texts in {t_feat:.1f}s")
+
+    data_files = {rel: sha256_file(data_dir / rel) for rel, _ in CORPUS_FILES}
+    for name in ("airline_train.jsonl", "synthetic.json", "airline_eval.jsonl"):
+        data_files[f"evals/data/{name}"] = sha256_file(EVALS_DATA / name)
+    provenance = {
+        "seed": seed,
+        "trainer": "python -m evals.train_classifiers",
+        "data_sha256": data_files,
+        "held_out": "taubench_airline_user_turns.jsonl and evals/data/airline_eval.jsonl are "
+        "never used for training or tuning",
+        "licences": "see nodes/guards/models/MODEL_CARD.md",
+    }
+    t0 = time.perf_counter()
+    results = []
+    # One BLAS thread: identical floating-point summation order on every machine.
+    with threadpool_limits(limits=1):
+        for cfg in HEADS:
+            results.append(train_head(cfg, records, store, seed, log))
+    t_fit = time.perf_counter() - t0
+    digests = write_artefacts(results, out_dir, provenance)
+    t_total = time.perf_counter() - t_start
+    log(f"wrote {len(digests)} files to {out_dir} ({t_total:.1f}s)")
+
+    report: dict[str, Any] = {
+        "seed": seed,
+        "heads": {
+            r.config.name: {
+                "C": r.meta["training"]["C"],
+                "thresholds": {"block": r.classifier.thresholds.block,
+                               "escalate": r.classifier.thresholds.escalate},
+                "counts": r.meta["training"]["counts"],
+                "metrics": r.meta["metrics"],
+            }
+            for r in results
+        },
+        "artefacts": {
+            name: {"bytes": (out_dir / name).stat().st_size, "sha256": sha}
+            for name, sha in sorted(digests.items())
+        },
+    }
+    if reports_dir is not None:
+        heldout = evaluate_heldout(out_dir, taubench, eval_rows)
+        heldout["leakage"] = leakage_check([r for r in records if r.source == "airline_train"], eval_rows)
+        mj = [r for r in records if r.source == "multijail" and r.lang != "en" and r.split == "test"]
+        harm = load_classifier("harmful", model_dir=out_dir)
+        heldout["multijail_non_english_test"] = {
+            "n": len(mj),
+            **rates(np.array([harm.score(r.text) for r in mj]), harm.thresholds),
+        }
+        report["heldout"] = heldout
+        report["latency"] = measure_latency(out_dir, taubench[:500] + [r["text"] for r in eval_rows])
+        report["timing"] = {"total_s": round(t_total, 1), "featurise_s": round(t_feat, 1), "fit_s": round(t_fit, 1)}
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        (reports_dir / "classifiers.json").write_bytes(_json_bytes(report))
+        (reports_dir / "classifiers.md").write_text(render_markdown(report), encoding="utf-8")
+        log(f"wrote reports to {reports_dir}")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m evals.train_classifiers",
+        description="Train the layer-2 guard classifiers and rebuild nodes/guards/models/ "
+        "bit-for-bit (same seed + same data => identical files).",
+    )
+    parser.add_argument("--data-dir", help="training corpus (default: $AIRLOCK_TRAINING_DATA "
+                        f"or {DEFAULT_DATA_DIR})")
+    parser.add_argument("--out-dir", default=str(MODEL_DIR), help="artefact directory "
+                        "(default: %(default)s)")
+    parser.add_argument("--reports-dir", default=str(DEFAULT_REPORTS_DIR),
+                        help="where classifiers.{json,md} go (default: %(default)s)")
+    parser.add_argument("--no-reports", action="store_true",
+                        help="only write the artefacts (skip held-out evaluation and latency)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="default: %(default)s")
+    parser.add_argument("--check", action="store_true",
+                        help="train into a temporary directory and fail if the result differs "
+                        "from the artefacts in --out-dir")
+    parser.add_argument("-q", "--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    data_dir = resolve_data_dir(args.data_dir)
+    out_dir = Path(args.out_dir).resolve()
+
+    def log(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    if args.check:
+        with tempfile.TemporaryDirectory() as tmp:
+            rep = train(data_dir=data_dir, out_dir=Path(tmp), reports_dir=None, seed=args.seed, log=log)
+            bad = [n for n, a in rep["artefacts"].items()
+                   if not (out_dir / n).is_file() or sha256_file(out_dir / n) != a["sha256"]]
+        if bad:
+            print(f"artefacts differ from a fresh build: {', '.join(bad)}", file=sys.stderr)
+            return 1
+        print("artefacts match a fresh build", file=sys.stderr)
+        return 0
+    train(
+        data_dir=data_dir,
+        out_dir=out_dir,
+        reports_dir=None if args.no_reports else Path(args.reports_dir).resolve(),
+        seed=args.seed,
+        log=log,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""Wire the graph. Only wiring lives here; the nodes are in ``nodes/``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Checkpointer
+
+from graph.context import AirlockContext
+from graph.state import AirlockState, InputState
+from nodes.agent import CallModel, route_after_model
+from nodes.input_guard import InputGuard, respond_refusal_factory, route_after_input
+from nodes.output_guard import OutputGuard
+from nodes.tool_guard import ToolGuard
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langgraph.graph.state import CompiledStateGraph
+
+    from graph.runtime import AirlockServices
+
+__all__ = ["build_graph"]
+
+
+def build_graph(
+    *,
+    services: AirlockServices,
+    model: BaseChatModel | None = None,
+    checkpointer: Checkpointer = None,
+    name: str = "airlock",
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Compile the airlock graph.
+
+    Args:
+        services: Pool, policy, domain, audit, guard pipelines (see ``graph.runtime``).
+        model: The chat model; defaults to the one the services were configured with.
+        checkpointer: A saver (Postgres in production). ``langgraph dev`` supplies its own.
+        name: The graph's name.
+    """
+    chat_model = model if model is not None else services.model
+    policy = services.policy
+    builder = StateGraph(AirlockState, context_schema=AirlockContext, input_schema=InputState)
+    builder.add_node(
+        "guard_input",
+        InputGuard(
+            pipeline=services.input_pipeline, audit=services.audit,
+            uncertain_action=policy.guards.uncertain_action, vault_for=services.vault_for,
+            review_uncertain=services.review_uncertain,
+        ),
+    )
+    builder.add_node("respond_refusal", respond_refusal_factory(policy.guards.refusal_message))
+    builder.add_node("call_model", CallModel(model=chat_model, tools=services.domain.model_tools()))
+    builder.add_node(
+        "guard_tool_call",
+        ToolGuard(
+            policy=policy, domain=services.domain, audit=services.audit,
+            idempotency=services.idempotency, breakers=services.breakers, redact=services.redact,
+            reviewer=services.reviewer, scan_result=services.scan_tool_result,
+        ),
+    )
+    builder.add_node(
+        "guard_output",
+        OutputGuard(pipeline=services.output_pipeline, audit=services.audit,
+                    vault_for=services.vault_for),
+    )
+    builder.add_edge(START, "guard_input")
+    builder.add_conditional_edges("guard_input", route_after_input, ["respond_refusal", "call_model"])
+    builder.add_edge("respond_refusal", END)
+    builder.add_conditional_edges("call_model", route_after_model, ["guard_tool_call", "guard_output"])
+    builder.add_edge("guard_tool_call", "call_model")
+    builder.add_edge("guard_output", END)
+    return builder.compile(checkpointer=checkpointer, name=name)

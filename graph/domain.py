@@ -1,0 +1,50 @@
+"""The contract between the graph and a tool domain (airline first)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+__all__ = ["Domain", "ToolSpecLike"]
+
+
+class ToolSpecLike(Protocol):
+    """What the graph needs to know about one tool."""
+
+    name: str
+    description: str
+    args_schema: type[BaseModel]
+    write: bool
+
+
+class Domain(Protocol):
+    """A set of tools over a backend, and the facts guardrails are evaluated on."""
+
+    @property
+    def tools(self) -> Mapping[str, ToolSpecLike]:
+        """Return the tools by name."""
+        ...
+
+    def model_tools(self) -> list[dict[str, Any]]:
+        """Return OpenAI-style tool schemas to bind to the chat model."""
+        ...
+
+    def facts(
+        self, tool: str, args: Mapping[str, Any], *, user_id: str | None,
+        conversation: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Compute, by code, everything a guardrail may rely on for this call."""
+        ...
+
+    def execute(
+        self, tool: str, args: Mapping[str, Any], *, idempotency_key: str | None
+    ) -> Any:
+        """Run the tool against the backend; raise the domain's error type on refusal."""
+        ...
+
+    @property
+    def error_type(self) -> type[Exception]:
+        """Return the exception a tool raises for a refused request (not retried)."""
+        ...

@@ -1,0 +1,325 @@
+"""Human review (``hitl.escalate``): the escalation hook, the ``reviews`` table, the sweeper.
+
+The hook runs inside ``guard_tool_call``. When a policy escalation's CEL ``when`` holds (over
+``args``, code-computed ``facts`` and, after the tool, its ``result``), or a pre-tool rule says
+``escalate``, it raises an ``interrupt()`` whose payload follows LangChain's HITL request
+shape and records a row in ``reviews``. A reviewer resumes it with
+``Command(resume={interrupt_id: {"decisions": [...]}})``; the decision only counts when the
+resuming actor holds the assignee role. The model can neither trigger nor avoid this.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from langgraph.errors import GraphInterrupt
+from langgraph.runtime import get_runtime
+from langgraph.types import interrupt
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from graph.cel import CelError, Condition, render_template
+from graph.context import AirlockContext
+from graph.policy import Escalation, Policy
+from nodes.audit import AuditLog
+from nodes.tool_guard import ReviewDecision
+
+__all__ = [
+    "DEFAULT_ASSIGNEE",
+    "EscalationReviewer",
+    "ReviewStore",
+    "StaleReviewError",
+    "parse_review_resume",
+]
+
+log = logging.getLogger(__name__)
+DEFAULT_ASSIGNEE = "supervisor"
+REVIEWER_ROLE = "reviewer"
+
+
+class StaleReviewError(RuntimeError):
+    """The review is no longer pending (decided, expired, or its interrupt is gone)."""
+
+
+def parse_review_resume(value: Any, *, tool: str, allowed: Sequence[str]) -> ReviewDecision | str:
+    """Parse ``{"decisions": [{"type": ...}]}``; return the decision or a reason it is invalid."""
+    if not isinstance(value, Mapping) or not isinstance(value.get("decisions"), list) or not value["decisions"]:
+        return "resume value must be {'decisions': [{'type': 'approve'|'edit'|'reject', ...}]}"
+    first = value["decisions"][0]
+    if not isinstance(first, Mapping):
+        return "a decision must be an object"
+    kind = first.get("type")
+    if kind not in allowed:
+        return f"decision {kind!r} is not allowed here (allowed: {', '.join(allowed)})"
+    reviewer = str(value.get("reviewer") or first.get("reviewer") or "")
+    if kind == "edit":
+        edited = first.get("edited_action") or {}
+        if not isinstance(edited, Mapping) or not isinstance(edited.get("args"), Mapping):
+            return "an edit needs edited_action.args"
+        if edited.get("name", tool) != tool:
+            return "an edit cannot change the tool"
+        return ReviewDecision(action="edit", reviewer=reviewer, args=dict(edited["args"]),
+                              message=str(first.get("message", "")))
+    return ReviewDecision(action=kind, reviewer=reviewer, message=str(first.get("message", "")))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Case:
+    escalation_id: str
+    assignee: str
+    timeout: float
+    timeout_action: str
+    description: str
+    allowed: list[str]
+
+
+class ReviewStore:
+    """The ``reviews`` table."""
+
+    def __init__(self, *, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def record_pending(
+        self, *, thread_id: str, interrupt_id: str, user_id: str | None, assignee: str, tool: str,
+        escalation_id: str, phase: str, payload: Mapping[str, Any], timeout: float, timeout_action: str,
+    ) -> str:
+        """Insert the row for a new pending escalation (idempotent per interrupt)."""
+        review_id = uuid.uuid4().hex[:16]
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "INSERT INTO reviews (review_id, thread_id, interrupt_id, user_id, assignee, tool,"
+                " escalation_id, phase, payload, timeout_action, due_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s))"
+                " ON CONFLICT (thread_id, interrupt_id) DO UPDATE SET thread_id = EXCLUDED.thread_id"
+                " RETURNING review_id",
+                (review_id, thread_id, interrupt_id, user_id, assignee, tool, escalation_id, phase,
+                 Jsonb(dict(payload)), timeout_action, timeout),
+            ).fetchone()
+        return str(row["review_id"])  # type: ignore[call-overload,index]
+
+    def get(self, review_id: str) -> dict[str, Any] | None:
+        """Return one review row."""
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT * FROM reviews WHERE review_id = %s", (review_id,)).fetchone()
+        return None if row is None else dict(row)  # type: ignore[call-overload]
+
+    def list(self, *, assignees: Sequence[str] | None = None, status: str | None = "pending",
+             thread_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """List reviews, oldest due first."""
+        where, params = [], []
+        if status is not None:
+            where.append("status = %s")
+            params.append(status)
+        if assignees is not None:
+            where.append("assignee = ANY(%s)")
+            params.append(list(assignees))
+        if thread_id is not None:
+            where.append("thread_id = %s")
+            params.append(thread_id)
+        sql = "SELECT * FROM reviews" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY due_at, created_at LIMIT %s"
+        with self._pool.connection() as conn:
+            return [dict(r) for r in conn.execute(sql, (*params, limit)).fetchall()]  # type: ignore[call-overload,arg-type]
+
+    def claim(self, review_id: str, *, by: str) -> dict[str, Any]:
+        """Atomically take a pending review for deciding; raise StaleReviewError otherwise."""
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "UPDATE reviews SET status = 'deciding', claimed_by = %s, claimed_at = now()"
+                " WHERE review_id = %s AND status = 'pending' RETURNING *",
+                (by, review_id),
+            ).fetchone()
+            if row is None:
+                current = conn.execute(
+                    "SELECT status, reviewer FROM reviews WHERE review_id = %s", (review_id,)
+                ).fetchone()
+        if row is None:
+            if current is None:
+                raise StaleReviewError(f"review {review_id} does not exist")
+            who = f" by {current['reviewer']}" if current["reviewer"] else ""  # type: ignore[call-overload,index]
+            raise StaleReviewError(
+                f"review {review_id} is no longer pending (status: {current['status']}{who})"  # type: ignore[call-overload,index]
+            )
+        return dict(row)  # type: ignore[call-overload]
+
+    def claim_expired(self, *, by: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Take expired pending reviews; SKIP LOCKED keeps concurrent sweepers apart."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "UPDATE reviews SET status = 'deciding', claimed_by = %s, claimed_at = now()"
+                " WHERE review_id IN (SELECT review_id FROM reviews WHERE status = 'pending'"
+                "   AND due_at <= now() ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+                " RETURNING *",
+                (by, limit),
+            ).fetchall()
+        return [dict(r) for r in rows]  # type: ignore[call-overload]
+
+    def finish(self, review_id: str, *, status: str, decision: Mapping[str, Any], reviewer: str) -> None:
+        """Record the outcome of a claimed review."""
+        with self._pool.connection() as conn:
+            conn.execute(
+                "UPDATE reviews SET status = %s, decision = %s, reviewer = %s, decided_at = now()"
+                " WHERE review_id = %s AND status = 'deciding'",
+                (status, Jsonb(dict(decision)), reviewer, review_id),
+            )
+
+    def release(self, review_id: str) -> None:
+        """Put a claimed review back to pending (the resume failed before it took effect)."""
+        with self._pool.connection() as conn:
+            conn.execute(
+                "UPDATE reviews SET status = 'pending', claimed_by = NULL, claimed_at = NULL"
+                " WHERE review_id = %s AND status = 'deciding'",
+                (review_id,),
+            )
+
+    def mark_stale(self, review_id: str) -> None:
+        """Mark a review whose interrupt is no longer pending in the checkpoint."""
+        with self._pool.connection() as conn:
+            conn.execute(
+                "UPDATE reviews SET status = 'stale', decided_at = now() WHERE review_id = %s"
+                " AND status IN ('pending', 'deciding')",
+                (review_id,),
+            )
+
+    def recover_stuck(self, *, older_than: float = 300.0) -> int:
+        """Return 'deciding' rows abandoned by a crashed process to 'pending'."""
+        with self._pool.connection() as conn:
+            cur = conn.execute(
+                "UPDATE reviews SET status = 'pending', claimed_by = NULL, claimed_at = NULL"
+                " WHERE status = 'deciding' AND claimed_at < now() - make_interval(secs => %s)",
+                (older_than,),
+            )
+            return cur.rowcount
+
+
+class EscalationReviewer:
+    """The escalation hook ``guard_tool_call`` calls before and after a tool."""
+
+    def __init__(
+        self, *, policy: Policy, store: ReviewStore, audit: AuditLog,
+        redact: Callable[[Any], Any] = lambda v: v, default_timeout: float = 4 * 3600.0,
+    ) -> None:
+        self._policy, self._store, self._audit, self._redact = policy, store, audit, redact
+        self._default_timeout = default_timeout
+        self._conditions: dict[str, Condition] = {}
+
+    def _test(self, rule: Escalation, variables: Mapping[str, Any]) -> bool:
+        cond = self._conditions.get(rule.when)
+        if cond is None:
+            cond = self._conditions[rule.when] = Condition.compile(rule.when)
+        try:
+            return cond.test(variables)
+        except CelError as exc:
+            # A rule that cannot be evaluated escalates: a human looks rather than nobody.
+            log.warning("escalation %s failed to evaluate: %s", rule.id, exc)
+            return True
+
+    def _case(self, *, phase: str, tool: str, variables: Mapping[str, Any],
+              forced: tuple[str, str] | None) -> _Case | None:
+        if forced is not None:
+            check_id, message = forced
+            return _Case(escalation_id=f"pre-tool:{check_id}", assignee=self._forced_assignee(tool, check_id),
+                         timeout=self._default_timeout, timeout_action="reject", description=message,
+                         allowed=["approve", "edit", "reject"])
+        for rule in self._policy.escalations_for(tool, phase):
+            if self._test(rule, variables):
+                return _Case(escalation_id=rule.id, assignee=rule.assignee, timeout=rule.timeout,
+                             timeout_action=rule.timeout_action,
+                             description=render_template(rule.description, variables),
+                             allowed=list(rule.allowed_decisions))
+        return None
+
+    def _forced_assignee(self, tool: str, check_id: str) -> str:
+        from graph.policy import PreToolGuardrail
+
+        pre = self._policy.guardrail(tool, PreToolGuardrail)
+        for check in pre.checks if pre else ():
+            if check.id == check_id and check.assignee:
+                return check.assignee
+        return DEFAULT_ASSIGNEE
+
+    def __call__(
+        self, *, phase: Literal["before", "after"], tool: str, args: dict[str, Any],
+        facts: dict[str, Any], result: dict[str, Any] | None, thread_id: str | None,
+        actor: str, call_id: str, forced: tuple[str, str] | None,
+    ) -> ReviewDecision | None:
+        """Escalate when a rule holds; return the reviewer's decision."""
+        variables = {"args": args, "facts": facts, "result": result or {}, "state": {"phase": phase}}
+        case = self._case(phase=phase, tool=tool, variables=variables, forced=forced)
+        if case is None:
+            return None
+        due = datetime.now(UTC) + timedelta(seconds=case.timeout)
+        payload: dict[str, Any] = {
+            "action_requests": [{"name": tool, "args": self._redact(args), "description": case.description}],
+            "review_configs": [{"action_name": tool, "allowed_decisions": case.allowed}],
+            "assignee": case.assignee,
+            "escalation_id": case.escalation_id,
+            "phase": phase,
+            "tool_call_id": call_id,
+            "timeout_s": case.timeout,
+            "timeout_action": case.timeout_action,
+        }
+        if result is not None:
+            payload["result"] = self._redact(result)
+        notice = ""
+        while True:
+            try:
+                raw = interrupt({**payload, "notice": notice} if notice else payload)
+            except GraphInterrupt as exc:
+                pending = exc.args[0][0] if exc.args and exc.args[0] else None
+                ctx = _context()
+                if pending is not None and thread_id is not None:
+                    review_id = self._store.record_pending(
+                        thread_id=thread_id, interrupt_id=pending.id, user_id=ctx.user_id,
+                        assignee=case.assignee, tool=tool, escalation_id=case.escalation_id, phase=phase,
+                        payload=payload, timeout=case.timeout, timeout_action=case.timeout_action,
+                    )
+                    if not notice:
+                        self._audit.append(
+                            "escalation.requested", actor=actor, thread_id=thread_id, tool=tool,
+                            payload={"review_id": review_id, "escalation": case.escalation_id,
+                                     "assignee": case.assignee, "due_at": due.isoformat(),
+                                     "args": self._redact(args), "phase": phase},
+                        )
+                raise
+            decision = parse_review_resume(raw, tool=tool, allowed=case.allowed)
+            ctx = _context()
+            roles = set(ctx.roles or [])
+            authorised = (REVIEWER_ROLE in roles and case.assignee in roles) or "system" in roles
+            if isinstance(decision, ReviewDecision) and authorised:
+                self._audit.append(
+                    "escalation.decided", actor=ctx.actor or decision.reviewer or "unknown",
+                    thread_id=thread_id, tool=tool,
+                    payload={"escalation": case.escalation_id, "decision": decision.action,
+                             "message": decision.message, "edited_args": self._redact(decision.args),
+                             "reviewer": ctx.actor or decision.reviewer, "roles": sorted(roles)},
+                )
+                return ReviewDecision(action=decision.action, reviewer=ctx.actor or decision.reviewer,
+                                      message=decision.message, args=decision.args)
+            reason = decision if isinstance(decision, str) else (
+                f"{ctx.actor or 'caller'} is not a reviewer with role {case.assignee!r}"
+            )
+            self._audit.append(
+                "escalation.refused", actor=ctx.actor or "unknown", thread_id=thread_id, tool=tool,
+                payload={"escalation": case.escalation_id, "reason": reason},
+            )
+            notice = f"Decision not accepted: {reason}"
+
+
+def _context() -> AirlockContext:
+    try:
+        ctx = get_runtime(AirlockContext).context
+    except Exception:  # outside a run (unit tests of the hook)
+        return AirlockContext()
+    return ctx if isinstance(ctx, AirlockContext) else AirlockContext(**(ctx or {}))
+
+
+def sweeper_id() -> str:
+    """Return an identifier for this sweeper process."""
+    return f"sweeper:{os.getpid()}:{uuid.uuid4().hex[:6]}"

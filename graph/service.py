@@ -1,0 +1,348 @@
+"""The application service: the one API the UI, the CLI and the tests drive.
+
+It owns who may do what: a customer acts only on their own threads and answers only
+their own confirm gates; resuming escalations is for reviewers (see ``graph.reviews``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langgraph.types import Command
+
+from graph.builder import build_graph
+from graph.context import AirlockContext
+from graph.runtime import AirlockServices
+from graph.reviews import REVIEWER_ROLE, StaleReviewError, sweeper_id
+from nodes.guardrails.confirm import parse_confirmation_text
+
+__all__ = ["AirlockApp", "NotAllowedError", "PendingInterrupt", "StaleReviewError", "TurnResult"]
+
+RECURSION_LIMIT = 80
+
+
+class NotAllowedError(PermissionError):
+    """The caller may not act on this thread or interrupt."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingInterrupt:
+    """A paused gate: a confirm gate (the customer) or an escalation (a reviewer)."""
+
+    id: str
+    kind: str
+    value: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnResult:
+    """What a turn produced, for a UI."""
+
+    thread_id: str
+    messages: list[AnyMessage]
+    pending: list[PendingInterrupt] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    notice: str = ""
+
+    @property
+    def reply(self) -> str:
+        """Return the newest assistant text, if any."""
+        for message in reversed(self.messages):
+            if isinstance(message, AIMessage) and message.content and not message.tool_calls:
+                return str(message.content)
+        return ""
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        if value.get("type") == "confirm":
+            return "confirm"
+        if "action_requests" in value:
+            return "review"
+    return "unknown"
+
+
+class AirlockApp:
+    """Run turns on threads with a Postgres checkpointer."""
+
+    def __init__(self, *, services: AirlockServices, model: Any | None = None) -> None:
+        self.services = services
+        self.graph = build_graph(
+            services=services, model=model, checkpointer=services.checkpointer()
+        )
+
+    # -- threads --------------------------------------------------------------------------
+    def new_thread(self, *, user_id: str, title: str = "") -> str:
+        """Create a thread owned by ``user_id``."""
+        thread_id = uuid.uuid4().hex
+        with self.services.pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO threads (thread_id, user_id, title) VALUES (%s, %s, %s)",
+                (thread_id, user_id, title[:120]),
+            )
+        return thread_id
+
+    def thread_owner(self, thread_id: str) -> str | None:
+        """Return the customer who owns the thread, or None if unknown."""
+        with self.services.pool.connection() as conn:
+            row = conn.execute("SELECT user_id FROM threads WHERE thread_id = %s", (thread_id,)).fetchone()
+        return None if row is None else str(row["user_id"])  # type: ignore[call-overload,index]
+
+    def _own(self, thread_id: str, user_id: str) -> None:
+        owner = self.thread_owner(thread_id)
+        if owner is None:
+            with self.services.pool.connection() as conn:
+                conn.execute(
+                    "INSERT INTO threads (thread_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    (thread_id, user_id),
+                )
+            owner = self.thread_owner(thread_id)
+        if owner != user_id:
+            raise NotAllowedError("this conversation belongs to another customer")
+
+    def list_threads(self, *, user_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """List threads (a customer's own, or all for staff), newest first, with pending gates."""
+        sql = "SELECT thread_id, user_id, title, created_at, updated_at FROM threads"
+        params: tuple[Any, ...] = ()
+        if user_id is not None:
+            sql += " WHERE user_id = %s"
+            params = (user_id,)
+        sql += " ORDER BY updated_at DESC LIMIT %s"
+        with self.services.pool.connection() as conn:
+            rows = [dict(r) for r in conn.execute(sql, (*params, limit)).fetchall()]  # type: ignore[call-overload]
+        for row in rows:
+            row["pending"] = [p.kind for p in self.pending(row["thread_id"])]
+        return rows
+
+    def _touch(self, thread_id: str, title: str | None = None) -> None:
+        with self.services.pool.connection() as conn:
+            conn.execute(
+                "UPDATE threads SET updated_at = now(),"
+                " title = CASE WHEN title = '' AND %s::text IS NOT NULL THEN left(%s::text, 120)"
+                " ELSE title END WHERE thread_id = %s",
+                (title, title, thread_id),
+            )
+
+    # -- state ----------------------------------------------------------------------------
+    def _config(self, thread_id: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": thread_id}, "recursion_limit": RECURSION_LIMIT}
+
+    def pending(self, thread_id: str) -> list[PendingInterrupt]:
+        """Return the thread's pending interrupts."""
+        snapshot = self.graph.get_state(self._config(thread_id))
+        return [
+            PendingInterrupt(id=i.id, kind=_kind(i.value), value=dict(i.value) if isinstance(i.value, dict) else {"value": i.value})
+            for i in snapshot.interrupts
+        ]
+
+    def messages(self, thread_id: str) -> list[AnyMessage]:
+        """Return the thread's messages."""
+        snapshot = self.graph.get_state(self._config(thread_id))
+        return list(snapshot.values.get("messages", []))
+
+    def decisions(self, thread_id: str) -> list[dict[str, Any]]:
+        """Return the thread's guard decisions."""
+        snapshot = self.graph.get_state(self._config(thread_id))
+        return list(snapshot.values.get("decisions", []))
+
+    def _invoke(self, payload: Any, thread_id: str, context: AirlockContext) -> None:
+        try:
+            self.graph.invoke(payload, self._config(thread_id), context=context)
+        finally:
+            self._reconcile_reviews(thread_id)
+
+    def _reconcile_reviews(self, thread_id: str) -> None:
+        """Keep ``reviews`` consistent with the checkpoint: rows whose interrupt is gone are stale."""
+        store = self.services.reviews
+        if store is None:
+            return
+        live = {p.id for p in self.pending(thread_id)}
+        for row in store.list(thread_id=thread_id, status="pending"):
+            if row["interrupt_id"] not in live:
+                store.mark_stale(row["review_id"])
+
+    def _result(self, thread_id: str, before: int, notice: str = "") -> TurnResult:
+        snapshot = self.graph.get_state(self._config(thread_id))
+        messages = list(snapshot.values.get("messages", []))
+        return TurnResult(
+            thread_id=thread_id,
+            messages=messages[before:] if before <= len(messages) else messages,
+            pending=self.pending(thread_id),
+            decisions=list(snapshot.values.get("decisions", [])),
+            notice=notice,
+        )
+
+    # -- customer actions -----------------------------------------------------------------
+    def send(self, *, thread_id: str, user_id: str, text: str) -> TurnResult:
+        """Send a customer message; a yes/no reply to a pending confirm gate resumes it."""
+        self._own(thread_id, user_id)
+        pending = self.pending(thread_id)
+        confirms = [p for p in pending if p.kind == "confirm"]
+        if confirms:
+            verdict = parse_confirmation_text(text)
+            if verdict is None:
+                return self._result(
+                    thread_id, len(self.messages(thread_id)),
+                    notice="Please confirm or cancel the pending request first (yes / no).",
+                )
+            return self.answer_confirm(
+                thread_id=thread_id, user_id=user_id, interrupt_id=confirms[0].id, action=verdict
+            )
+        if pending:
+            return self._result(
+                thread_id, len(self.messages(thread_id)),
+                notice="Your request is waiting for a human reviewer; you will see the answer here.",
+            )
+        before = len(self.messages(thread_id))
+        self._touch(thread_id, text)
+        self._invoke(
+            {"messages": [HumanMessage(content=text)]}, thread_id,
+            AirlockContext(user_id=user_id, actor=user_id, roles=["customer"]),
+        )
+        return self._result(thread_id, before)
+
+    def answer_confirm(
+        self, *, thread_id: str, user_id: str, interrupt_id: str, action: str,
+        args_hash: str | None = None,
+    ) -> TurnResult:
+        """Confirm or cancel a pending confirm gate, bound to the hash the customer saw."""
+        self._own(thread_id, user_id)
+        if action not in ("confirm", "cancel"):
+            raise ValueError("action must be 'confirm' or 'cancel'")
+        gate = next((p for p in self.pending(thread_id) if p.id == interrupt_id), None)
+        if gate is None or gate.kind != "confirm":
+            raise NotAllowedError("there is no such pending confirmation (already answered?)")
+        before = len(self.messages(thread_id))
+        value = {"action": action, "args_hash": args_hash or gate.value.get("args_hash"), "actor": user_id}
+        self._invoke(
+            Command(resume={interrupt_id: value}), thread_id,
+            AirlockContext(user_id=user_id, actor=user_id, roles=["customer"]),
+        )
+        self._touch(thread_id)
+        return self._result(thread_id, before)
+
+    # -- reviewer actions -----------------------------------------------------------------
+    @staticmethod
+    def _require_reviewer(roles: Sequence[str], assignee: str | None = None) -> None:
+        if REVIEWER_ROLE not in roles:
+            raise NotAllowedError("only a signed-in reviewer may do this")
+        if assignee is not None and assignee not in roles:
+            raise NotAllowedError(f"this case is assigned to {assignee!r}")
+
+    def list_reviews(self, *, roles: Sequence[str], status: str = "pending") -> list[dict[str, Any]]:
+        """List review cases assigned to any of the reviewer's roles, by due time."""
+        self._require_reviewer(roles)
+        assert self.services.reviews is not None
+        return list(self.services.reviews.list(assignees=list(roles), status=status))
+
+    def get_review(self, review_id: str, *, roles: Sequence[str]) -> dict[str, Any]:
+        """Return one case with its (masked) conversation."""
+        self._require_reviewer(roles)
+        assert self.services.reviews is not None
+        row = self.services.reviews.get(review_id)
+        if row is None:
+            raise StaleReviewError(f"review {review_id} does not exist")
+        self._require_reviewer(roles, row["assignee"])
+        row["messages"] = [
+            {"role": m.type, "content": str(m.content),
+             "tool_calls": [c["name"] for c in getattr(m, "tool_calls", []) or []]}
+            for m in self.messages(row["thread_id"])
+        ]
+        return row
+
+    def decide_review(
+        self, *, review_id: str, reviewer: str, roles: Sequence[str], action: str,
+        message: str = "", args: dict[str, Any] | None = None,
+    ) -> TurnResult:
+        """Approve, edit or reject a pending case; exactly once, only while it is pending."""
+        self._require_reviewer(roles)
+        if action not in ("approve", "edit", "reject"):
+            raise ValueError("action must be approve, edit or reject")
+        if action == "edit" and not isinstance(args, dict):
+            raise ValueError("an edit needs the edited arguments as a JSON object")
+        store = self.services.reviews
+        assert store is not None
+        row = store.get(review_id)
+        if row is None:
+            raise StaleReviewError(f"review {review_id} does not exist")
+        self._require_reviewer(roles, row["assignee"])
+        claimed = store.claim(review_id, by=reviewer)
+        return self._resume_review(claimed, reviewer=reviewer, roles=list(roles), action=action,
+                                   message=message, args=args, final_status=None)
+
+    def _resume_review(
+        self, row: dict[str, Any], *, reviewer: str, roles: list[str], action: str, message: str,
+        args: dict[str, Any] | None, final_status: str | None,
+    ) -> TurnResult:
+        store = self.services.reviews
+        assert store is not None
+        thread_id, interrupt_id = row["thread_id"], row["interrupt_id"]
+        if interrupt_id not in {p.id for p in self.pending(thread_id)}:
+            store.mark_stale(row["review_id"])
+            raise StaleReviewError(f"review {row['review_id']} is no longer pending in its thread")
+        decision: dict[str, Any] = {"type": action}
+        if message:
+            decision["message"] = message
+        if action == "edit":
+            decision["edited_action"] = {"name": row["tool"], "args": args}
+        before = len(self.messages(thread_id))
+        owner = self.thread_owner(thread_id) or row.get("user_id")
+        try:
+            self._invoke(
+                Command(resume={interrupt_id: {"decisions": [decision], "reviewer": reviewer}}),
+                thread_id, AirlockContext(user_id=owner, actor=reviewer, roles=roles),
+            )
+        except Exception:
+            if interrupt_id in {p.id for p in self.pending(thread_id)}:
+                store.release(row["review_id"])  # nothing took effect; the case stays open
+            raise
+        status = final_status or {"approve": "approved", "edit": "edited", "reject": "rejected"}[action]
+        store.finish(row["review_id"], status=status, decision=decision, reviewer=reviewer)
+        self._touch(thread_id)
+        return self._result(thread_id, before)
+
+    def sweep_expired(self, *, limit: int = 50) -> int:
+        """Apply the timeout action to expired reviews; safe to run in several processes."""
+        store = self.services.reviews
+        assert store is not None
+        me = sweeper_id()
+        done = 0
+        for row in store.claim_expired(by=me, limit=limit):
+            try:
+                self._resume_review(
+                    row, reviewer="system:timeout", roles=["system"], action=row["timeout_action"],
+                    message="The review timed out; the policy's timeout action was applied.",
+                    args=None, final_status="expired",
+                )
+                self.services.audit.append(
+                    "escalation.expired", actor="system:timeout", thread_id=row["thread_id"], tool=row["tool"],
+                    payload={"review_id": row["review_id"], "action": row["timeout_action"]},
+                )
+                done += 1
+            except StaleReviewError:
+                continue
+        return done
+
+    def add_feedback(self, *, thread_id: str, user_id: str, message_id: str | None, rating: int,
+                     comment: str = "") -> None:
+        """Store thumbs up/down on a turn of the customer's own thread."""
+        self._own(thread_id, user_id)
+        if rating not in (-1, 1):
+            raise ValueError("rating must be 1 or -1")
+        with self.services.pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO feedback (thread_id, message_id, user_id, rating, comment)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (thread_id, message_id, user_id, rating, comment[:2000]),
+            )
+        self.services.audit.append("feedback", actor=user_id, thread_id=thread_id,
+                                   payload={"message_id": message_id, "rating": rating})
+
+    @staticmethod
+    def tool_results(messages: Sequence[AnyMessage]) -> list[ToolMessage]:
+        """Return the tool messages of a message list."""
+        return [m for m in messages if isinstance(m, ToolMessage)]

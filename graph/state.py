@@ -1,0 +1,36 @@
+"""Graph state: messages plus the guard decisions the UI shows."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+
+__all__ = ["AirlockState", "InputState", "ToolTask"]
+
+
+class InputState(TypedDict):
+    """What a caller sends: new messages only."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class AirlockState(InputState, total=False):
+    """The full state of a thread.
+
+    Attributes:
+        decisions: Every guard and guardrail decision of the thread, PII-free, in order.
+        input_action: The input guard's final action for the latest user message.
+    """
+
+    decisions: Annotated[list[dict[str, Any]], operator.add]
+    input_action: str
+
+
+class ToolTask(TypedDict):
+    """The payload of one ``Send`` to ``guard_tool_call``: one task per tool call."""
+
+    call: dict[str, Any]
+    conversation: dict[str, Any]

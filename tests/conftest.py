@@ -1,0 +1,104 @@
+"""Shared fixtures: a real Postgres per test module, cloned from a migrated template.
+
+DATABASE_URL names the server (CI and `make test` set it); without it the embedded
+pgserver under .data/test-pg is used. Each module gets a fresh database created from
+a template that already holds the migrations and the airline data, so tests are
+isolated and fast.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from graph.db import migrate, open_pool, resolve_database_url
+
+ROOT = Path(__file__).resolve().parents[1]
+_TEMPLATE_LOCK = threading.Lock()
+_template_name: str | None = None
+
+
+def _server_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    return resolve_database_url(None, environ={}, data_dir=ROOT / ".data" / "test")
+
+
+def _with_db(url: str, dbname: str) -> str:
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+def _admin(url: str) -> psycopg.Connection:
+    return psycopg.connect(_with_db(url, "postgres"), autocommit=True)
+
+
+def _ensure_template(url: str) -> str:
+    """Create (once per session) a template database with migrations and domain data."""
+    global _template_name
+    with _TEMPLATE_LOCK:
+        if _template_name:
+            return _template_name
+        name = f"airlock_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        with _admin(url) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        pool = open_pool(_with_db(url, name), max_size=2)
+        try:
+            migrate(pool)
+            from tools.airline import ensure_loaded
+
+            ensure_loaded(pool)
+        finally:
+            pool.close()
+        _template_name = name
+        return name
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    url = _server_url()
+    yield url
+    if _template_name:
+        with _admin(url) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(_template_name)))
+
+
+def make_database(server: str) -> tuple[str, str]:
+    """Create a fresh database cloned from the template; return (name, url)."""
+    template = _ensure_template(server)
+    name = f"airlock_t_{uuid.uuid4().hex[:10]}"
+    with _admin(server) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+        )
+    return name, _with_db(server, name)
+
+
+def drop_database(server: str, name: str) -> None:
+    with _admin(server) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def database_url(server_url: str) -> Iterator[str]:
+    """A fresh, migrated database with the airline data, dropped afterwards."""
+    name, url = make_database(server_url)
+    yield url
+    drop_database(server_url, name)
+
+
+@pytest.fixture
+def pool(database_url: str):  # type: ignore[no-untyped-def]
+    p = open_pool(database_url, max_size=60)
+    yield p
+    p.close()

@@ -1,0 +1,61 @@
+"""Two sibling tool calls in one model turn; one pauses: the other executes exactly once."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage
+
+from tests.helpers import CARD, RES, USER, ledger_rows, make_app, make_services, summarise, tool_payloads
+from tools.airline.domain import AirlineDomain
+
+pytestmark = pytest.mark.postgres
+
+
+class CountingDomain(AirlineDomain):
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.executed: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def execute(self, tool, args, *, idempotency_key):
+        with self._lock:
+            self.executed[tool] += 1
+        return super().execute(tool, args, idempotency_key=idempotency_key)
+
+
+def test_sibling_call_runs_once_across_the_pause(database_url):
+    holder: dict[str, CountingDomain] = {}
+
+    def factory(*, pool):
+        holder["d"] = CountingDomain(backend=AirlineDomain.from_pool(pool=pool).backend)
+        return holder["d"]
+
+    services = make_services(database_url, domain_factory=factory)
+    try:
+        both = AIMessage(content="", tool_calls=[
+            {"name": "get_reservation_details", "args": {"reservation_id": RES}, "id": "call_read"},
+            {"name": "update_reservation_baggages", "args": {
+                "reservation_id": RES, "total_baggages": 4, "nonfree_baggages": 3, "payment_id": CARD},
+             "id": "call_write"},
+        ])
+        app, model = make_app(services, [both, summarise])
+        thread = app.new_thread(user_id=USER)
+        paused = app.send(thread_id=thread, user_id=USER, text="show VAAOXJ and add 3 bags")
+        assert [p.kind for p in paused.pending] == ["confirm"]
+        assert holder["d"].executed == Counter({"get_reservation_details": 1})
+
+        done = app.answer_confirm(thread_id=thread, user_id=USER, interrupt_id=paused.pending[0].id,
+                                  action="confirm")
+        assert holder["d"].executed == Counter({"get_reservation_details": 1, "update_reservation_baggages": 1})
+        results = {p.get("status") for p in tool_payloads(app.messages(thread))}
+        assert "captured" in results
+        tool_ids = [m.tool_call_id for m in app.messages(thread) if m.type == "tool"]
+        assert sorted(tool_ids) == ["call_read", "call_write"]  # one answer per call, no duplicates
+        assert len(ledger_rows(services, RES)) == 1 and done.pending == []
+        assert model.call_count == 2
+    finally:
+        services.close()

@@ -1,0 +1,3 @@
+"""Domain tools and their backends, one sub-package per domain (``tools.airline`` first)."""
+
+__all__: list[str] = []

@@ -1,0 +1,50 @@
+"""The airline domain as the graph sees it: tools, facts and execution over Postgres."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+from tools.airline.backend import AirlineBackend
+from tools.airline.errors import ToolError
+from tools.airline.facts import compute_facts
+from tools.airline.schemas import AIRLINE_TOOLS, ToolSpec, langchain_tools
+
+__all__ = ["AirlineDomain"]
+
+
+class AirlineDomain:
+    """Adapter from :class:`AirlineBackend` to the graph's ``Domain`` protocol."""
+
+    error_type: type[Exception] = ToolError
+
+    def __init__(self, *, backend: AirlineBackend) -> None:
+        self.backend = backend
+
+    @classmethod
+    def from_pool(cls, *, pool: ConnectionPool) -> AirlineDomain:
+        """Build the domain over a pool."""
+        return cls(backend=AirlineBackend(pool=pool))
+
+    @property
+    def tools(self) -> Mapping[str, ToolSpec]:
+        """Return the τ² airline tools by name."""
+        return AIRLINE_TOOLS
+
+    def model_tools(self) -> list[dict[str, Any]]:
+        """Return the OpenAI tool schemas."""
+        return langchain_tools()
+
+    def facts(
+        self, tool: str, args: Mapping[str, Any], *, user_id: str | None,
+        conversation: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Compute the facts for one call from the database."""
+        return compute_facts(self.backend, tool, dict(args), user_id=user_id,
+                             conversation=dict(conversation))
+
+    def execute(self, tool: str, args: Mapping[str, Any], *, idempotency_key: str | None) -> Any:
+        """Run the tool; ToolError on a refused request."""
+        return self.backend.call(tool, args, idempotency_key=idempotency_key)
