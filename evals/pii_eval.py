@@ -202,7 +202,7 @@ class Gen:
         day = self.r.randint(1, 28)
         month = self.r.choice(("May", "June", "July"))
         return self.r.choice((f"2024-05-{day:02d}", f"{month} {day}", f"05/{day:02d}/2024",
-                              f"the {day}th of {month}", f"{month} {day}, 2024"))
+                              f"{day}th of {month}", f"{month} {day}, 2024"))
 
     def amount(self) -> str:
         return self.r.choice((f"${self.r.randint(50, 2500)}", f"${self.r.randint(50, 999)}.{self.r.randint(0, 99):02d}",
@@ -276,7 +276,7 @@ class Gen:
                                 "SG", "IE", "NL", "KR"))
         kind = self.r.choice((phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE))
         example = phonenumbers.example_number_for_type(region, kind)
-        national = str(example.national_number)
+        national = phonenumbers.national_significant_number(example)
         for _ in range(200):
             digits = national[:-4] + "".join(str(self.r.randint(0, 9)) for _ in range(4))
             if region in ("US", "CA"):
@@ -286,6 +286,8 @@ class Gen:
             number = phonenumbers.parse("+" + str(example.country_code) + digits)
             if phonenumbers.is_valid_number(number):
                 break
+        else:
+            raise RuntimeError(f"no valid {region} number generated")
         fmt = phonenumbers.PhoneNumberFormat
         if region in ("US", "CA"):
             text = self.r.choice((
@@ -403,7 +405,7 @@ POSITIVE_TEMPLATES = (
     "Please add {name} (passport {passport}) and {name2} (passport {passport2}) to booking {res}.",
     "I'm {name} and my date of birth is {dob}. I can't log in to {user_id}.",
     "Call me on {phone} or my office line {phone2}, I'm available after {time}.",
-    "Send the invoice to billing@{domain} and copy {email} please. Booking {res}, {amount}.",
+    "Send the invoice to [[EMAIL_ADDRESS|billing@{domain}]] and copy {email} please. Booking {res}, {amount}.",
     "Hello, my SSN is {ssn} and my name is {name}, I need a copy of my 1099 for the miles.",
     "Rebook {res} onto the {time} flight and send the confirmation to {email}. Thanks, {first}.",
     "I paid with my Mastercard {card}, can you refund to IBAN {iban} instead? It's my new bank.",

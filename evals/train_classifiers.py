@@ -103,8 +103,26 @@ HELD_OUT_SOURCES = ("taubench",)
 # instructions ("What is the capital of Brazil?") are never used as labelled direct turns.
 RAW_BIPIA = ("bipia_text", "bipia_code")
 EMBEDDINGS_PER_ATTACK = {"bipia_text": 4, "bipia_code": 3}
-# Benign sources that look like customer traffic: the false-positive budget is spent on these.
-CUSTOMER_SOURCES = ("sgd_flights", "banking77", "airline_train", "carriers_clean")
+# Benign sources that look like customer traffic: the false-positive budget is spent on these,
+# macro-averaged (each source counts the same, whatever its size).
+CUSTOMER_SOURCES = (
+    "sgd_flights",
+    "banking77",
+    "airline_train",
+    "carriers_clean",
+    "composite_benign",
+)
+# Composite messages per split (scaled by the split's share): benign multi-sentence customer
+# messages, and benign context around one attack / harmful / abusive sentence.
+COMPOSITES_PER_TRAIN_SPLIT = {
+    "composite_benign": 3000,
+    "composite_attack": 800,
+    "composite_harmful": 500,
+    "composite_toxic": 300,
+}
+# Calibrated-score floors: never block below even odds, never escalate below 0.2.
+MIN_BLOCK = 0.5
+MIN_ESCALATE = 0.2
 # Banking77 intents an airline customer would phrase the same way (refunds, double charges,
 # identity checks): not usable as "off-domain" examples for the topic head.
 TOPIC_AMBIGUOUS_BANKING_INTENTS = (
@@ -264,7 +282,12 @@ def fill_slots(template: str, slots: Mapping[str, Sequence[str]], rng: random.Ra
         values = slots.get(m.group(1))
         return rng.choice(list(values)) if values else m.group(0)
 
-    return _SLOT.sub(pick, template)
+    for _ in range(3):  # slot values may themselves contain slots ("refund {code}")
+        filled = _SLOT.sub(pick, template)
+        if filled == template:
+            break
+        template = filled
+    return template
 
 
 def load_airline_train(seed: int) -> tuple[list[Record], dict[str, Any]]:
@@ -274,7 +297,7 @@ def load_airline_train(seed: int) -> tuple[list[Record], dict[str, Any]]:
     out: list[Record] = []
     for obj in read_jsonl(EVALS_DATA / "airline_train.jsonl"):
         template = obj["text"]
-        n = 3 if _SLOT.search(template) else 1
+        n = int(obj.get("expand", 3 if _SLOT.search(template) else 1))
         seen: dict[str, None] = {}
         for j in range(n):
             rng = random.Random(f"{seed}:{obj['id']}:{j}")
@@ -406,6 +429,87 @@ def embed_bipia(records: list[Record], synth: Mapping[str, Any], seed: int) -> l
     return out
 
 
+def _pool(records: Iterable[Record], split: str, pred: Callable[[Record], bool]) -> list[str]:
+    return list(dict.fromkeys(r.text for r in records if r.split == split and pred(r)))
+
+
+def make_composites(records: Sequence[Record], seed: int) -> list[Record]:
+    """Join short turns into longer messages, per split, so length and politeness carry no label.
+
+    ``composite_benign``: 2-4 benign airline turns (SGD + hand-written). ``composite_attack`` /
+    ``_harmful`` / ``_toxic``: benign turns around one short attack / harmful request / abusive
+    sentence from the same split. Every part comes from one split, so nothing leaks.
+    """
+
+    def benign(r: Record) -> bool:
+        return r.label == "benign" and (
+            r.source == "sgd_flights" or (r.source == "airline_train" and r.domain != "off")
+        )
+
+    kinds: dict[str, tuple[str, Callable[[Record], bool]]] = {
+        "composite_attack": (
+            "injection",
+            lambda r: r.label in ("injection", "jailbreak")
+            and len(r.text) <= 300
+            and r.source in ("airline_train", "deepset", "pyrit_extraction", "langkit"),
+        ),
+        "composite_harmful": (
+            "harmful",
+            lambda r: r.label == "harmful"
+            and r.lang == "en"
+            and len(r.text) <= 200
+            and r.source
+            in ("airline_train", "gptfuzz_questions", "advbench", "jbb_behaviors", "xstest",
+                "pyrit_airt"),
+        ),
+        "composite_toxic": (
+            "toxic",
+            lambda r: r.label == "toxic" and r.source in ("airline_train", "toxigen"),
+        ),
+    }
+    out: list[Record] = []
+    for split, frac in SPLIT_FRACTIONS.items():
+        pool = _pool(records, split, benign)
+        if len(pool) < 4:
+            continue
+        scale = frac / SPLIT_FRACTIONS["train"]
+        n = round(COMPOSITES_PER_TRAIN_SPLIT["composite_benign"] * scale)
+        for j in range(n):
+            rng = random.Random(f"{seed}:composite_benign:{split}:{j}")
+            parts = rng.sample(pool, rng.choice((2, 3, 3, 4)))
+            out.append(
+                Record(
+                    text=rng.choice((" ", " ", "\n")).join(parts),
+                    label="benign",
+                    source="composite_benign",
+                    group=f"composite_benign:{split}:{j}",
+                    domain="airline",
+                    split=split,
+                )
+            )
+        for source, (label, pred) in kinds.items():
+            payloads = _pool(records, split, pred)
+            if not payloads:
+                continue
+            n = round(COMPOSITES_PER_TRAIN_SPLIT[source] * scale)
+            for j in range(n):
+                rng = random.Random(f"{seed}:{source}:{split}:{j}")
+                before = rng.sample(pool, rng.choice((0, 1, 1, 2)))
+                after = rng.sample(pool, 1 if not before or rng.random() < 0.3 else 0)
+                parts = [*before, rng.choice(payloads), *after]
+                out.append(
+                    Record(
+                        text=rng.choice((" ", " ", "\n")).join(parts),
+                        label=label,
+                        source=source,
+                        group=f"{source}:{split}:{j}",
+                        domain="airline",
+                        split=split,
+                    )
+                )
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Heads
 # --------------------------------------------------------------------------------------------
@@ -453,6 +557,8 @@ def label_topic(r: Record) -> int | None:
         return 0
     if r.source == "carriers_clean":
         return 0 if r.category == "text" else None
+    if r.source == "composite_benign":
+        return 0
     if r.source in OFF_DOMAIN_SOURCES:
         if r.lang != "en" or r.label in ("injection", "jailbreak"):
             return None
@@ -471,10 +577,10 @@ class HeadConfig:
         description: What a high score means.
         label: Maps a record to 1 (positive), 0 (negative) or None (not used by this head).
         boost: Extra weight per source on top of the sqrt-dampened source share.
-        block_fpr: Largest share of validation customer-benign messages allowed to block.
-        escalate_fpr: Largest share of validation customer-benign messages allowed at or above
-            the escalate threshold (blocked + uncertain).
-        recall_floor: Escalate no lower than the score that keeps this share of positives.
+        block_fpr: Largest macro-averaged share of validation customer-benign messages
+            allowed to block.
+        escalate_fpr: Largest macro-averaged share of validation customer-benign messages at or
+            above the escalate threshold (blocked + uncertain): the uncertain-band budget.
     """
 
     name: str
@@ -483,7 +589,6 @@ class HeadConfig:
     boost: Mapping[str, float]
     block_fpr: float
     escalate_fpr: float
-    recall_floor: float = 0.99
 
 
 HEADS: tuple[HeadConfig, ...] = (
@@ -492,25 +597,25 @@ HEADS: tuple[HeadConfig, ...] = (
         description="prompt injection, jailbreak or system-prompt extraction, direct or planted "
         "in pasted third-party content",
         label=label_injection,
-        boost={"airline_train": 4.0, "carriers_clean": 2.0, "xstest": 2.0, "deepset": 2.0},
+        boost={"airline_train": 4.0, "carriers_clean": 2.0, "xstest": 2.0},
         block_fpr=0.005,
-        escalate_fpr=0.04,
+        escalate_fpr=0.03,
     ),
     HeadConfig(
         name="toxicity",
         description="abusive, hateful or offensive language",
         label=label_toxicity,
         boost={"airline_train": 4.0, "toxigen": 2.0},
-        block_fpr=0.005,
-        escalate_fpr=0.03,
+        block_fpr=0.0025,
+        escalate_fpr=0.015,
     ),
     HeadConfig(
         name="harmful",
         description="a plain request for harmful help (weapons, fraud, smuggling, hacking...)",
         label=label_harmful,
         boost={"airline_train": 4.0, "xstest": 3.0},
-        block_fpr=0.005,
-        escalate_fpr=0.03,
+        block_fpr=0.0025,
+        escalate_fpr=0.015,
     ),
     HeadConfig(
         name="topic",
@@ -519,7 +624,6 @@ HEADS: tuple[HeadConfig, ...] = (
         boost={"airline_train": 4.0},
         block_fpr=0.01,
         escalate_fpr=0.05,
-        recall_floor=0.0,
     ),
 )
 
@@ -593,24 +697,30 @@ def fit_platt(
     return a, c
 
 
-def threshold_for_rate(neg_scores: npt.NDArray[np.float64], rate: float) -> float:
-    """Return the smallest 4-decimal threshold t with mean(neg_scores >= t) <= rate."""
-    if neg_scores.size == 0:
+def macro_rate(groups: Sequence[npt.NDArray[np.float64]], t: float) -> float:
+    """Return the mean over groups of the share of scores >= t."""
+    return float(np.mean([np.mean(g >= t) for g in groups])) if groups else 0.0
+
+
+def threshold_for_macro_rate(groups: Sequence[npt.NDArray[np.float64]], rate: float) -> float:
+    """Return the smallest 4-decimal t with macro_rate(groups, t) <= rate.
+
+    Macro-averaging gives a 130-message source the same say as a 2000-message one, so one
+    badly-served kind of customer message cannot hide inside a big easy one.
+    """
+    groups = [np.sort(g) for g in groups if g.size]
+    if not groups:
         return 0.5
-    desc = np.sort(neg_scores)[::-1]
-    k = int(math.floor(rate * desc.size))
-    if k >= desc.size:
-        return 0.0
-    return min(1.0, math.floor(float(desc[k]) * 1e4) / 1e4 + 1e-4)
-
-
-def threshold_for_recall(pos_scores: npt.NDArray[np.float64], recall: float) -> float:
-    """Return the largest 4-decimal threshold keeping at least ``recall`` of positives above."""
-    if pos_scores.size == 0 or recall <= 0:
-        return 1.0
-    asc = np.sort(pos_scores)
-    k = int(math.floor((1.0 - recall) * asc.size))
-    return math.floor(float(asc[k]) * 1e4) / 1e4
+    cands = np.unique(np.concatenate(groups))
+    # share of each group strictly above each candidate; non-increasing in the candidate.
+    above = np.mean(
+        [(g.size - np.searchsorted(g, cands, side="right")) / g.size for g in groups], axis=0
+    )
+    # The smallest candidate c whose "strictly above c" share fits the budget; any t <= c would
+    # also count the scores equal to c (or the previous candidate's), which do not fit.
+    ok = np.nonzero(above <= rate)[0]
+    c = float(cands[ok[0]]) if ok.size else float(cands[-1])
+    return math.floor(c * 1e4) / 1e4 + 1e-4
 
 
 def score_all(clf: TextClassifier, store: FeatureStore, texts: Sequence[str]) -> npt.NDArray[np.float64]:
@@ -685,6 +795,12 @@ def evaluate_split(
         "fpr_at_block": _r(np.mean(s[y == 0] >= th.block)),
         "fpr_at_escalate": _r(np.mean(s[y == 0] >= th.escalate)),
         "customer_benign": {"n": int(cust.sum()), **rates(s[cust], th)},
+        "customer_benign_macro": {
+            "block": _r(macro_rate([s[(y == 0) & (src == c)] for c in CUSTOMER_SOURCES
+                                    if np.any((y == 0) & (src == c))], th.block)),
+            "flagged": _r(macro_rate([s[(y == 0) & (src == c)] for c in CUSTOMER_SOURCES
+                                      if np.any((y == 0) & (src == c))], th.escalate)),
+        },
         "calibration": calibration_stats(y, s, w),
         "confusion": confusion(y, s, th),
     }
@@ -740,7 +856,14 @@ def train_head(
     w_tr = sample_weights(y_tr, src_tr, cfg.boost)
     w_va = sample_weights(y_va, src_va, cfg.boost)
     w_te = sample_weights(y_te, src_te, cfg.boost)
-    cust_va = (y_va == 0) & np.isin(np.asarray(src_va), CUSTOMER_SOURCES)
+    src_va_arr = np.asarray(src_va)
+    cust_groups = [
+        np.flatnonzero((y_va == 0) & (src_va_arr == s))
+        for s in CUSTOMER_SOURCES
+        if np.any((y_va == 0) & (src_va_arr == s))
+    ]
+    if not cust_groups:
+        cust_groups = [np.flatnonzero(y_va == 0)]
 
     grid: dict[str, Any] = {}
     best: tuple[float, float, float] | None = None
@@ -752,7 +875,7 @@ def train_head(
         )
         model.fit(x_tr, y_tr, sample_weight=w_tr)
         z = x_va @ model.coef_.ravel() + model.intercept_[0]
-        t_block = threshold_for_rate(z[cust_va], cfg.block_fpr) if cust_va.any() else 0.0
+        t_block = threshold_for_macro_rate([z[g] for g in cust_groups], cfg.block_fpr)
         recall = float(np.mean(z[y_va == 1] >= t_block))
         ap = float(average_precision_score(y_va, z, sample_weight=w_va))
         grid[str(c)] = {"val_recall_at_block_fpr": _r(recall), "val_weighted_ap": _r(ap)}
@@ -776,12 +899,9 @@ def train_head(
         thresholds=Thresholds(block=1.0, escalate=1.0),
     )
     s_va = score_all(provisional, store, va_texts)
-    neg_ref = s_va[cust_va] if cust_va.any() else s_va[y_va == 0]
-    t_block = threshold_for_rate(neg_ref, cfg.block_fpr)
-    t_esc = max(
-        threshold_for_rate(neg_ref, cfg.escalate_fpr),
-        min(threshold_for_recall(s_va[y_va == 1], cfg.recall_floor), t_block),
-    )
+    neg_ref = [s_va[g] for g in cust_groups]
+    t_block = min(1.0, max(threshold_for_macro_rate(neg_ref, cfg.block_fpr), MIN_BLOCK))
+    t_esc = max(threshold_for_macro_rate(neg_ref, cfg.escalate_fpr), MIN_ESCALATE)
     th = Thresholds(block=_r(t_block), escalate=_r(min(t_esc, t_block)))
     clf = TextClassifier(name=cfg.name, weights=weights, bias=bias, spec=store.spec, thresholds=th)
     s_te = score_all(clf, store, te_texts)
@@ -811,10 +931,11 @@ def train_head(
             "to the logit",
         },
         "threshold_selection": {
-            "block": f"smallest t with <= {cfg.block_fpr:.1%} of validation customer-benign "
-            "messages (SGD, BANKING77, hand-written airline, clean carriers) at or above t",
-            "escalate": f"max(t with <= {cfg.escalate_fpr:.1%} of those at or above t, score "
-            f"keeping {cfg.recall_floor:.0%} of validation positives), capped at block",
+            "reference": "validation customer-benign messages, FPR macro-averaged over "
+            f"sources {list(CUSTOMER_SOURCES)}",
+            "block": f"max({MIN_BLOCK}, smallest t with macro FPR <= {cfg.block_fpr:.2%})",
+            "escalate": f"max({MIN_ESCALATE}, smallest t with macro share at or above t <= "
+            f"{cfg.escalate_fpr:.2%}), capped at block",
         },
         "metrics": {
             "val": evaluate_split(y_va, s_va, src_va, w_va, th),
@@ -1161,6 +1282,7 @@ def train(
     records += airline
     assign_splits(records, seed)
     records += embed_bipia(records, synth, seed)
+    records += make_composites(records, seed)
     eval_rows = read_jsonl(EVALS_DATA / "airline_eval.jsonl")
     taubench = [r.text for r in records if r.source == "taubench"]
     log(f"loaded {len(records)} records ({Counter(r.split for r in records)})")

@@ -10,8 +10,12 @@ resuming actor holds the assignee role. The model can neither trigger nor avoid 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
 import os
+import secrets
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +36,9 @@ from nodes.tool_guard import ReviewDecision
 
 __all__ = [
     "DEFAULT_ASSIGNEE",
+    "REVIEWER_ROLE",
+    "load_secret",
+    "sign_decision",
     "EscalationReviewer",
     "ReviewStore",
     "StaleReviewError",
@@ -41,6 +48,33 @@ __all__ = [
 log = logging.getLogger(__name__)
 DEFAULT_ASSIGNEE = "supervisor"
 REVIEWER_ROLE = "reviewer"
+
+
+def load_secret(pool: ConnectionPool, name: str = "review_signing_key") -> bytes:
+    """Return the shared secret ``name``, creating it on first use (race-safe)."""
+    with pool.connection() as conn:
+        conn.execute(
+            "INSERT INTO app_secrets (name, value) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
+            (name, secrets.token_bytes(32)),
+        )
+        row = conn.execute("SELECT value FROM app_secrets WHERE name = %s", (name,)).fetchone()
+    return bytes(row["value"])  # type: ignore[call-overload,index]
+
+
+def _signed_body(thread_id: str | None, call_id: str, escalation_id: str, decision: Mapping[str, Any],
+                 reviewer: str) -> bytes:
+    return json.dumps(
+        {"thread": thread_id, "call": call_id, "escalation": escalation_id, "decision": decision,
+         "reviewer": reviewer},
+        sort_keys=True, separators=(",", ":"), default=str,
+    ).encode()
+
+
+def sign_decision(key: bytes, *, thread_id: str | None, call_id: str, escalation_id: str,
+                  decision: Mapping[str, Any], reviewer: str) -> str:
+    """Sign a reviewer decision for one escalation of one call in one thread."""
+    body = _signed_body(thread_id, call_id, escalation_id, decision, reviewer)
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
 class StaleReviewError(RuntimeError):
@@ -187,6 +221,16 @@ class ReviewStore:
                 (review_id,),
             )
 
+    def was_decided(self, thread_id: str | None, call_id: str, escalation_id: str, signature: str) -> bool:
+        """Return True once per signed decision: later replays of the node see True."""
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "INSERT INTO review_decisions (signature, thread_id, call_id, escalation_id)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (signature) DO NOTHING RETURNING signature",
+                (signature, thread_id, call_id, escalation_id),
+            ).fetchone()
+        return row is None
+
     def recover_stuck(self, *, older_than: float = 300.0) -> int:
         """Return 'deciding' rows abandoned by a crashed process to 'pending'."""
         with self._pool.connection() as conn:
@@ -202,10 +246,11 @@ class EscalationReviewer:
     """The escalation hook ``guard_tool_call`` calls before and after a tool."""
 
     def __init__(
-        self, *, policy: Policy, store: ReviewStore, audit: AuditLog,
+        self, *, policy: Policy, store: ReviewStore, audit: AuditLog, signing_key: bytes,
         redact: Callable[[Any], Any] = lambda v: v, default_timeout: float = 4 * 3600.0,
     ) -> None:
         self._policy, self._store, self._audit, self._redact = policy, store, audit, redact
+        self._key = signing_key
         self._default_timeout = default_timeout
         self._conditions: dict[str, Condition] = {}
 
@@ -289,22 +334,27 @@ class EscalationReviewer:
                         )
                 raise
             decision = parse_review_resume(raw, tool=tool, allowed=case.allowed)
-            ctx = _context()
-            roles = set(ctx.roles or [])
-            authorised = (REVIEWER_ROLE in roles and case.assignee in roles) or "system" in roles
-            if isinstance(decision, ReviewDecision) and authorised:
-                self._audit.append(
-                    "escalation.decided", actor=ctx.actor or decision.reviewer or "unknown",
-                    thread_id=thread_id, tool=tool,
-                    payload={"escalation": case.escalation_id, "decision": decision.action,
-                             "message": decision.message, "edited_args": self._redact(decision.args),
-                             "reviewer": ctx.actor or decision.reviewer, "roles": sorted(roles)},
-                )
-                return ReviewDecision(action=decision.action, reviewer=ctx.actor or decision.reviewer,
-                                      message=decision.message, args=decision.args)
-            reason = decision if isinstance(decision, str) else (
-                f"{ctx.actor or 'caller'} is not a reviewer with role {case.assignee!r}"
+            # Only the application, after checking the reviewer's role, can sign a decision; the
+            # signature travels inside the resume value, so replays of this node stay valid.
+            signature = raw.get("signature") if isinstance(raw, Mapping) else None
+            first = raw["decisions"][0] if isinstance(decision, ReviewDecision) else {}
+            expected = sign_decision(
+                self._key, thread_id=thread_id, call_id=call_id, escalation_id=case.escalation_id,
+                decision=first, reviewer=decision.reviewer if isinstance(decision, ReviewDecision) else "",
             )
+            if isinstance(decision, ReviewDecision) and isinstance(signature, str) and hmac.compare_digest(
+                signature, expected
+            ):
+                if not self._store.was_decided(thread_id, call_id, case.escalation_id, signature):
+                    self._audit.append(
+                        "escalation.decided", actor=decision.reviewer, thread_id=thread_id, tool=tool,
+                        payload={"escalation": case.escalation_id, "decision": decision.action,
+                                 "message": decision.message, "edited_args": self._redact(decision.args),
+                                 "reviewer": decision.reviewer},
+                    )
+                return decision
+            reason = decision if isinstance(decision, str) else "the decision is not signed by the application"
+            ctx = _context()
             self._audit.append(
                 "escalation.refused", actor=ctx.actor or "unknown", thread_id=thread_id, tool=tool,
                 payload={"escalation": case.escalation_id, "reason": reason},

@@ -170,11 +170,13 @@ class AirlockServices:
                 ),
             )
             _attach_optional(services)
-            from graph.reviews import EscalationReviewer, ReviewStore
+            from graph.reviews import EscalationReviewer, ReviewStore, load_secret
 
             services.reviews = ReviewStore(pool=pool)
+            services.extras["review_key"] = load_secret(pool)
             services.reviewer = EscalationReviewer(
-                policy=policy, store=services.reviews, audit=services.audit, redact=services.redact
+                policy=policy, store=services.reviews, audit=services.audit, redact=services.redact,
+                signing_key=services.extras["review_key"],
             )
         except Exception:
             pool.close()

@@ -17,7 +17,7 @@ from langgraph.types import Command
 from graph.builder import build_graph
 from graph.context import AirlockContext
 from graph.runtime import AirlockServices
-from graph.reviews import REVIEWER_ROLE, StaleReviewError, sweeper_id
+from graph.reviews import REVIEWER_ROLE, StaleReviewError, sign_decision, sweeper_id
 from nodes.guardrails.confirm import parse_confirmation_text
 
 __all__ = ["AirlockApp", "NotAllowedError", "PendingInterrupt", "StaleReviewError", "TurnResult"]
@@ -289,11 +289,17 @@ class AirlockApp:
             decision["message"] = message
         if action == "edit":
             decision["edited_action"] = {"name": row["tool"], "args": args}
+        signature = sign_decision(
+            self.services.extras["review_key"], thread_id=thread_id,
+            call_id=str(row["payload"].get("tool_call_id", "")), escalation_id=row["escalation_id"],
+            decision=decision, reviewer=reviewer,
+        )
         before = len(self.messages(thread_id))
         owner = self.thread_owner(thread_id) or row.get("user_id")
         try:
             self._invoke(
-                Command(resume={interrupt_id: {"decisions": [decision], "reviewer": reviewer}}),
+                Command(resume={interrupt_id: {"decisions": [decision], "reviewer": reviewer,
+                                               "signature": signature}}),
                 thread_id, AirlockContext(user_id=owner, actor=reviewer, roles=roles),
             )
         except Exception:

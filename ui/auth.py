@@ -322,7 +322,8 @@ def load_accounts(path: Path | str) -> Accounts:
     for index, account in enumerate(parsed.accounts):
         if account.username in by_name:
             line = _node_line(root, ("accounts", index, "username"))
-            raise AccountsError(path, line, f"accounts.{index}.username: {account.username!r} is listed twice")
+            reason = f"accounts.{index}.username: {account.username!r} is listed twice"
+            raise AccountsError(path, line, reason)
         by_name[account.username] = account
     is_demo = parsed.demo or path.resolve() == DEMO_ACCOUNTS_PATH
     return Accounts(path=path, accounts=by_name, is_demo=is_demo)

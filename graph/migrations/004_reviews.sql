@@ -25,3 +25,20 @@ CREATE TABLE reviews (
 );
 CREATE INDEX reviews_inbox_idx ON reviews (status, assignee, due_at);
 CREATE INDEX reviews_thread_idx ON reviews (thread_id);
+
+-- Server-side secrets shared by every process on this database (e.g. the key that signs
+-- reviewer decisions, so a resume value cannot be forged through the graph API).
+CREATE TABLE app_secrets (
+    name        text PRIMARY KEY,
+    value       bytea NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- One row per accepted, signed decision: replays of a resumed node audit it only once.
+CREATE TABLE review_decisions (
+    signature      text PRIMARY KEY,
+    thread_id      text,
+    call_id        text NOT NULL,
+    escalation_id  text NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now()
+);

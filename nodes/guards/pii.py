@@ -155,6 +155,12 @@ _PROTECTED_RE = re.compile(
     re.VERBOSE,
 )
 
+# E-ticket numbers (13 digits, the first 3 name the airline) look like German phone numbers.
+_TICKET_RE = re.compile(
+    r"(?i:\be-?tickets?\b|\betkt\b|\btickets?\s*(?:no\b|number|num\b|#))[^\d\n]{0,20}?"
+    r"(?<!\d)(?P<v>\d{3}[- ]?\d{10})(?!\d)"
+)
+
 # -- NER gate ---------------------------------------------------------------------------
 
 _CHUNK_RE = re.compile(r"\S+")
@@ -541,16 +547,18 @@ _DOB_PATTERNS = (
 _CVV_CUE = (
     r"(?:\bcvv2?\b|\bcvc2?\b|\bcvn\b|\bcsc\b|\bcid\b|\bsecurity\s+code\b"
     r"|\bcard\s+verification(?:\s+(?:code|value|number))?\b|\bverification\s+(?:code|value)\b"
-    r"|\b3[-\s]?digit\s+code\b|\bcode\s+on\s+the\s+back\b)"
+    r"|\b(?:3|4|three|four)[-\s]?digit\s+(?:security\s+)?code\b|\bcode\s+on\s+the\s+back\b)"
 )
 _CARD_RUN = r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)"
 _EXPIRY_VALUE = r"(?:0?[1-9]|1[0-2])\s?[/\-.]\s?(?:20\d{2}|\d{2})"
+# "4111... 04/27 123": card, expiry and code separated only by spaces or punctuation.
+_SEQ_SEP = r"[ \t,;|]{1,4}"
 _CVV_PATTERNS = (
     ("cvv after cue", re.compile(rf"{_CVV_CUE}{_GAP}(?<![\d/])(?P<v>\d{{3,4}})(?![\d/])", _I), 0.85),
     ("cvv before cue", re.compile(rf"(?<![\d/.\-])(?P<v>\d{{3,4}})\s+(?:is|=)\s+(?:the\s+|my\s+)?{_CVV_CUE}", _I), 0.85),
     (
         "cvv after card and expiry",
-        re.compile(rf"{_CARD_RUN}[^\d\n]{{1,15}}?{_EXPIRY_VALUE}(?![\d/])[^\d\n]{{1,15}}?(?<!\d)(?P<v>\d{{3,4}})(?!\d)"),
+        re.compile(rf"{_CARD_RUN}{_SEQ_SEP}{_EXPIRY_VALUE}(?![\d/]){_SEQ_SEP}(?P<v>\d{{3,4}})(?!\d)"),
         0.6,
     ),
 )
@@ -560,7 +568,7 @@ _EXPIRY_CUE = (
 )
 _EXPIRY_PATTERNS = (
     ("expiry after cue", re.compile(rf"{_EXPIRY_CUE}{_GAP}(?<![\d/])(?P<v>{_EXPIRY_VALUE})(?![\d/])", _I), 0.85),
-    ("expiry after card", re.compile(rf"{_CARD_RUN}[^\d\n]{{1,15}}?(?<![\d/])(?P<v>{_EXPIRY_VALUE})(?![\d/])"), 0.6),
+    ("expiry after card", re.compile(rf"{_CARD_RUN}{_SEQ_SEP}(?P<v>{_EXPIRY_VALUE})(?![\d/])"), 0.6),
 )
 _PASSPORT_CUE = r"(?:\bpass\s?ports?\b|\btravel\s+document\b|\bpasseport\b|\bpasaporte\b|\breisepass\b|\bpassaporto\b)"
 _PASSPORT_PATTERNS = (
@@ -577,34 +585,57 @@ _PASSPORT_PATTERNS = (
 
 _NAME_WORD = r"[^\W\d_]+(?:['’\-][^\W\d_]+)*"
 _NAME_RUN = rf"(?P<v>{_NAME_WORD}(?:[ \t]+{_NAME_WORD}){{0,4}})"
-# "strong" cues allow a lower-case name ("my name is maria lopez"); the others need
-# capitalised words.
+_NAME_RUN_SHORT = rf"(?P<v>{_NAME_WORD}(?:[ \t]+{_NAME_WORD}){{0,3}})"
+# Cue strength decides how the captured words are trimmed (see _refine_name):
+# "strong" accepts a lower-case name ("my name is maria lopez"); "weak" needs
+# capitalised words; "strict" also rejects stop words, openers and demonyms, and
+# "strict-rtl" keeps the capitalised words just before a trailing cue.
 _NAME_STRONG_CUE = r"(?:\bmy\s+(?:full\s+|legal\s+)?name\s+is|\bmy\s+name['’]s|\bname\s*[:=])"
 _NAME_WEAK_CUE = (
     r"(?:\b(?:full|first|last|given|family|middle|legal|passenger['’]?s?|traveller['’]?s?|traveler['’]?s?)"
     r"\s+name\s*(?:is\b|[:=\-–]|\bas\b)|\b(?:surname|lastname|firstname)\s*(?:is\b|[:=\-–])"
     r"|\bunder\s+(?:the\s+)?name(?:\s+of)?|\bpassenger\s*(?:\d+|one|two|three|four)?\s*[:#\-–]"
-    r"|\bname\s+is\b|\b(?:named|called)\b|\bmy\s+(?:wife|husband|son|daughter|mother|father|mom"
-    r"|dad|partner|friend|colleague|boss|brother|sister|child|kid),?)"
+    r"|\bname\s+is\b|\bname\b|\b(?:named|called)\b|\bmy\s+(?:wife|husband|son|daughter|mother|father|mom"
+    r"|dad|partner|friend|colleague|boss|brother|sister|child|kid|assistant|fianc[ée]e?),?)"
 )
+_NAME_INTRO_CUE = r"(?:\bi['’]m|\bi\s+am|\bthis\s+is|\bit['’]s|\bit\s+is|\bhi|\bhello|\bhey|\bdear)"
+_NAME_SIGNOFF_CUE = r"(?:\bthanks|\bthank\s+you|\bregards|\bcheers|\bbest|\bsincerely)"
+_NAME_TRAILING_CUE = r"(?:here|speaking)\b"
+_NAME_BEFORE_DETAILS = r"(?:\(|,)?[ \t]*(?:dob\b|d\.o\.b|born\b|date\s+of\s+birth|passport\b)"
 _NAME_PATTERNS = (
-    ("name after strong cue", re.compile(rf"(?i:{_NAME_STRONG_CUE})[ \t]*{_NAME_RUN}"), 0.7),
-    ("name after cue", re.compile(rf"(?i:{_NAME_WEAK_CUE})[ \t]*{_NAME_RUN}"), 0.7),
+    ("strong", re.compile(rf"(?i:{_NAME_STRONG_CUE})[ \t]*{_NAME_RUN}"), 0.7),
+    ("weak", re.compile(rf"(?i:{_NAME_WEAK_CUE})[ \t]*{_NAME_RUN}"), 0.7),
+    ("strict", re.compile(rf"(?i:{_NAME_INTRO_CUE})[ \t]*,?[ \t]*{_NAME_RUN_SHORT}"), 0.6),
+    ("strict", re.compile(rf"(?i:{_NAME_SIGNOFF_CUE})[ \t]*[,!]?[ \t]*{_NAME_RUN_SHORT}[ \t]*[.!]?[ \t]*$", re.M), 0.6),
+    ("strict-rtl", re.compile(rf"{_NAME_RUN_SHORT}[ \t]+(?i:{_NAME_TRAILING_CUE})"), 0.6),
+    ("strict-rtl", re.compile(rf"{_NAME_RUN_SHORT}[ \t]*(?i:{_NAME_BEFORE_DETAILS})"), 0.6),
 )
 _NAME_PARTICLES = frozenset("de la del der van von da di dos das du le el al bin ibn ben".split())
-_NOT_NAME_WORDS = _TITLE_NON_NAMES | frozenset(
+_DEMONYMS = frozenset(
+    """
+    american canadian mexican british english irish scottish french german italian spanish
+    portuguese dutch swiss swedish norwegian danish polish russian ukrainian turkish greek
+    indian pakistani chinese japanese korean vietnamese thai filipino australian brazilian
+    argentinian colombian nigerian kenyan egyptian israeli emirati saudi
+    """.split()
+)
+_NOT_NAME_WORDS = _TITLE_NON_NAMES | _DEMONYMS | frozenset(
     """
     spelled misspelled spelt wrong incorrect correct different missing listed shown printed
     changed updated same reservation booking ticket flight account profile record please
     thanks thank and or but with from for on in at to by as is was are the a an this that
-    mr mrs ms miss dr prof sir madam
+    mr mrs ms miss dr prof sir madam first last full name names surname date birth expiry
+    expiration passenger passengers traveler traveller customer agent team support sorry
     """.split()
 )
 
 
-def _refine_name(text: str, start: int, end: int, pattern_name: str) -> tuple[int, int] | None:
+def _refine_name(text: str, start: int, end: int, mode: str) -> tuple[int, int] | None:
     words = list(re.finditer(_NAME_WORD, text[start:end]))
-    need_caps = pattern_name != "name after strong cue"
+    need_caps = mode != "strong"
+    strict = mode.startswith("strict")
+    if mode == "strict-rtl":
+        words.reverse()
     kept: list[re.Match[str]] = []
     for word in words:
         token = word.group()
@@ -612,19 +643,20 @@ def _refine_name(text: str, start: int, end: int, pattern_name: str) -> tuple[in
         if lower in _NAME_PARTICLES and kept:
             kept.append(word)
             continue
-        if lower in _NOT_NAME_WORDS or (lower in STOP_WORDS and not token[0].isupper()):
-            break
-        if lower in STOP_WORDS and not kept:
+        if lower in _NOT_NAME_WORDS or (lower in STOP_WORDS and (not kept or not token[0].isupper())):
             break
         cased = token[0].isupper() or token[0].islower()
         if need_caps and cased and not token[0].isupper():
+            break
+        if strict and cased and not _is_name_candidate(token, True):
             break
         kept.append(word)
     while kept and kept[-1].group().lower() in _NAME_PARTICLES:
         kept.pop()
     if not kept:
         return None
-    return start + kept[0].start(), start + kept[-1].end()
+    first, last = (kept[-1], kept[0]) if mode == "strict-rtl" else (kept[0], kept[-1])
+    return start + first.start(), start + last.end()
 
 
 def _build_recognizers() -> list[EntityRecognizer]:
@@ -824,6 +856,7 @@ def _extend_person(text: str, start: int, end: int) -> tuple[int, int]:
 
 def _resolve(text: str, results: Sequence[RecognizerResult]) -> list[Span]:
     protected = [m.span() for m in _PROTECTED_RE.finditer(text)]
+    protected += [m.span("v") for m in _TICKET_RE.finditer(text)]
     placeholders = [m.span() for m in PLACEHOLDER_RE.finditer(text)]
     candidates: list[Span] = []
     for r in results:

@@ -228,7 +228,14 @@ class BlocklistMatcher:
 
     def search(self, text: str) -> BlocklistHit | None:
         """Return the first phrase or marker found in an already clean text, or None."""
-        return self.search_key(*matching_key(text)) or self.search_markers(text)
+        hit = self.search_key(*matching_key(text)) or self.search_markers(text)
+        if hit is None and not text.isascii():
+            # The rot13 forms of the phrases cover ASCII text. rot13 tools leave accented
+            # letters alone ("précédentes" -> "ceépéqragrf"), so undo rot13 on the text too.
+            hit = self.search_key(*matching_key(rot13(text)))
+            if hit is not None:
+                hit = BlocklistHit(hit.lang, hit.pattern_id, "rot13")
+        return hit
 
 
 def _load_markers() -> tuple[tuple[str, str], ...]:

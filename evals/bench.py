@@ -1,0 +1,225 @@
+"""Latency benchmark of the guard layers: ``python -m evals.bench [--n N] [--json PATH]``.
+
+Runs, in one process and after a warm-up, over the fixed corpus
+``evals/data/bench_messages.jsonl`` (240 realistic ~30-word airline messages, each with an
+agent answer): layer 1 (prefilter), layer 2 (classifiers), layer 3 (PII), layers 1-3 as one
+pipeline, and the output guard on the answers. As a baseline it runs Presidio's
+``AnalyzerEngine`` with its default recognisers on the same NLP engine (the same spaCy model
+object) as our PII layer, once through that engine as configured (NER only around name
+candidates) and once with NER on every message (stock Presidio behaviour).
+
+Prints a table and writes JSON (default ``evals/reports/bench.json``). A layer whose module
+or artefact is missing is reported as missing, not silently skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TARGETS", "load_corpus", "main", "percentiles", "run_bench"]
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "evals" / "data" / "bench_messages.jsonl"
+DEFAULT_JSON = ROOT / "evals" / "reports" / "bench.json"
+#: p95 targets in milliseconds.
+TARGETS = {"L1 prefilter": 0.2, "L1-3 pipeline": 8.0, "output guard": 5.0}
+_WARMUP = 20
+
+
+def load_corpus(path: Path = CORPUS) -> list[dict[str, str]]:
+    """Return the benchmark records (``id``, ``text``, ``answer``)."""
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def percentiles(samples: Sequence[float]) -> dict[str, float]:
+    """Return p50 / p95 / max / mean (ms) of ``samples`` (nearest-rank percentiles)."""
+    ordered = sorted(samples)
+    n = len(ordered)
+
+    def rank(q: float) -> float:
+        return ordered[min(n - 1, max(0, int(round(q * n + 0.5)) - 1))]
+
+    return {
+        "p50": round(rank(0.50), 4),
+        "p95": round(rank(0.95), 4),
+        "max": round(ordered[-1], 4),
+        "mean": round(statistics.fmean(ordered), 4),
+        "n": n,
+    }
+
+
+def _time(fn: Callable[[str], Any], texts: Sequence[str], repeat: int) -> list[float]:
+    for text in texts[:_WARMUP]:
+        fn(text)
+    samples: list[float] = []
+    for _ in range(repeat):
+        for text in texts:
+            t0 = time.perf_counter()
+            fn(text)
+            samples.append((time.perf_counter() - t0) * 1000.0)
+    return samples
+
+
+def _offline_presidio_baseline() -> tuple[Any, Any]:
+    """Return ``(analyzer, engine)``: default recognisers on our PII layer's NLP engine."""
+    import tldextract
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer
+
+    from nodes.guards.pii import get_analyzer
+
+    engine = get_analyzer().nlp_engine
+    offline = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+    class OfflineEmail(EmailRecognizer):  # type: ignore[misc]
+        # Same regex and validation as the default one; the public-suffix list comes from
+        # tldextract's bundled snapshot instead of a download (no network at run time).
+        def validate_result(self, pattern_text: str) -> bool:
+            return bool(offline(pattern_text.split("@")[-1]).suffix)
+
+    registry = RecognizerRegistry(supported_languages=["en"])
+    registry.load_predefined_recognizers(languages=["en"], nlp_engine=engine)
+    registry.remove_recognizer("EmailRecognizer")
+    registry.add_recognizer(OfflineEmail())
+    analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
+    return analyzer, engine
+
+
+def run_bench(*, n: int | None = None, repeat: int = 3) -> dict[str, Any]:
+    """Run every stage and return the report dict."""
+    from nodes.guards.base import GuardContext, create_guard
+    from nodes.guards.pipeline import GuardPipeline, LayerSpec, default_output_layers
+    from nodes.guards.vault import InMemoryVault
+
+    records = load_corpus()
+    if n is not None:
+        records = records[:n]
+    texts = [r["text"] for r in records]
+    answers = [r["answer"] for r in records]
+    ctx_in = GuardContext(direction="input", thread_id="bench", vault=InMemoryVault())
+    ctx_out = GuardContext(direction="output", thread_id="bench", vault=ctx_in.vault)
+    stages: dict[str, Any] = {}
+    missing: dict[str, str] = {}
+
+    def stage(name: str, build: Callable[[], Callable[[str], Any]], corpus: Sequence[str]) -> None:
+        try:
+            fn = build()
+            stages[name] = percentiles(_time(fn, corpus, repeat))
+        except Exception as exc:  # noqa: BLE001 - a missing layer is reported, not fatal
+            missing[name] = f"{type(exc).__name__}: {exc}"[:300]
+
+    def layer(name: str, ctx: GuardContext, **params: Any) -> Callable[[], Callable[[str], Any]]:
+        def build() -> Callable[[str], Any]:
+            guard = create_guard(name, **params)
+            return lambda text: guard.check(text, ctx)
+
+        return build
+
+    def pipeline(specs: list[LayerSpec], ctx: GuardContext) -> Callable[[], Callable[[str], Any]]:
+        def build() -> Callable[[str], Any]:
+            pipe = GuardPipeline(layers=specs)
+            return lambda text: pipe.run(text, ctx)
+
+        return build
+
+    stage("L1 prefilter", layer("prefilter", ctx_in), texts)
+    stage("L2 classifiers", layer("classifiers", ctx_in), texts)
+    stage("L3 pii", layer("pii", ctx_in), texts)
+    stage(
+        "L1-3 pipeline",
+        pipeline([LayerSpec(name="prefilter"), LayerSpec(name="classifiers"),
+                  LayerSpec(name="pii")], ctx_in),
+        texts,
+    )
+    out_specs = [
+        LayerSpec(name=s.name, params={"allow": ["example-air.com"]})
+        if s.name == "url_allowlist" else s
+        for s in default_output_layers()
+    ]
+    stage("output guard", pipeline(out_specs, ctx_out), answers)
+
+    baseline: dict[str, Any] = {}
+    try:
+        analyzer, engine = _offline_presidio_baseline()
+        baseline["presidio default (same engine)"] = percentiles(
+            _time(lambda t: analyzer.analyze(text=t, language="en"), texts, repeat)
+        )
+
+        def full_ner(text: str) -> Any:
+            artifacts = engine.process(text, "en", ner="always")[0]
+            return analyzer.analyze(text=text, language="en", nlp_artifacts=artifacts)
+
+        baseline["presidio default (NER every msg)"] = percentiles(_time(full_ner, texts, repeat))
+    except Exception as exc:  # noqa: BLE001
+        missing["presidio baseline"] = f"{type(exc).__name__}: {exc}"[:300]
+
+    meets = {
+        name: (stages[name]["p95"] <= target) if name in stages else None
+        for name, target in TARGETS.items()
+    }
+    return {
+        "corpus": str(CORPUS.relative_to(ROOT)),
+        "messages": len(texts),
+        "repeat": repeat,
+        "warmup_per_stage": min(_WARMUP, len(texts)),
+        "mean_words": round(statistics.fmean(len(t.split()) for t in texts), 1),
+        "stages_ms": stages,
+        "baseline_ms": baseline,
+        "targets_p95_ms": TARGETS,
+        "meets_target": meets,
+        "missing": missing,
+        "python": platform.python_version(),
+        "machine": f"{platform.system()} {platform.machine()}",
+    }
+
+
+def _table(report: dict[str, Any]) -> str:
+    rows = [("stage", "p50 ms", "p95 ms", "max ms", "target p95", "ok")]
+    for name, stats in {**report["stages_ms"], **report["baseline_ms"]}.items():
+        target = report["targets_p95_ms"].get(name)
+        ok = report["meets_target"].get(name)
+        rows.append((
+            name, f"{stats['p50']:.3f}", f"{stats['p95']:.3f}", f"{stats['max']:.3f}",
+            f"<= {target}" if target is not None else "",
+            "" if ok is None else ("yes" if ok else "NO"),
+        ))
+    for name, why in report["missing"].items():
+        rows.append((name, "missing", "", "", "", why[:60]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark, print the table, write the JSON report."""
+    parser = argparse.ArgumentParser(prog="python -m evals.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=None, help="use only the first N messages")
+    parser.add_argument("--repeat", type=int, default=3, help="passes over the corpus (default 3)")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"report path ({DEFAULT_JSON.relative_to(ROOT)})")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.n is not None and args.n < 1:
+        parser.error("--n must be at least 1")
+    report = run_bench(n=args.n, repeat=max(1, args.repeat))
+    print(
+        f"{report['messages']} messages (~{report['mean_words']} words) x {report['repeat']} "
+        f"passes, after {report['warmup_per_stage']} warm-up calls per stage"
+    )
+    print(_table(report))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,217 @@
+"""Human review: escalations pause in interrupt(), live in `reviews`, and resume exactly once."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langgraph.types import Command
+
+from graph.context import AirlockContext
+from graph.service import NotAllowedError, StaleReviewError
+from nodes.model.scripted import ScriptedChatModel
+from tests.helpers import (
+    RES,
+    USER,
+    audit_types,
+    bags_call,
+    ledger_rows,
+    make_app,
+    make_services,
+    summarise,
+    tool_call,
+    tool_payloads,
+)
+from tools.airline import POLICY_PATH
+
+pytestmark = pytest.mark.postgres
+REVIEWER = ["reviewer", "supervisor"]
+
+
+def _transfer(call_id: str = "call_transfer", content: str = "") -> AIMessage:
+    return tool_call("transfer_to_human_agents", {"summary": "Customer wants a human."}, call_id, content)
+
+
+def _reactive(messages):
+    last = messages[-1]
+    if isinstance(last, HumanMessage):
+        return _transfer()
+    assert isinstance(last, ToolMessage)
+    return AIMessage(content=f"Result: {last.content}")
+
+
+@pytest.fixture
+def services(database_url):
+    s = make_services(database_url)
+    yield s
+    s.close()
+
+
+def test_handoff_escalates_and_reviewer_approves(services):
+    app, _ = make_app(services, [_transfer(), summarise])
+    thread = app.new_thread(user_id=USER)
+    paused = app.send(thread_id=thread, user_id=USER, text="I want to talk to a human")
+    assert [p.kind for p in paused.pending] == ["review"]
+    request = paused.pending[0].value
+    assert request["action_requests"][0]["name"] == "transfer_to_human_agents"
+    assert request["review_configs"][0]["allowed_decisions"] == ["approve", "reject"]
+    inbox = app.list_reviews(roles=REVIEWER)
+    assert [(r["thread_id"], r["assignee"], r["status"]) for r in inbox] == [(thread, "supervisor", "pending")]
+    # The customer cannot resume it by chatting, nor through the reviewer API.
+    assert "reviewer" in app.send(thread_id=thread, user_id=USER, text="yes").notice
+    with pytest.raises(NotAllowedError):
+        app.decide_review(review_id=inbox[0]["review_id"], reviewer=USER, roles=["customer"], action="approve")
+    done = app.decide_review(review_id=inbox[0]["review_id"], reviewer="sam", roles=REVIEWER, action="approve")
+    assert done.pending == [] and "transfer" in done.reply.lower() or "HOLD ON" in done.reply
+    row = services.reviews.get(inbox[0]["review_id"])
+    assert row["status"] == "approved" and row["reviewer"] == "sam"
+    decided = services.audit.events(thread_id=thread, event_type="escalation.decided")
+    assert decided and decided[0].actor == "sam"
+    with pytest.raises(StaleReviewError):
+        app.decide_review(review_id=inbox[0]["review_id"], reviewer="sam", roles=REVIEWER, action="approve")
+
+
+def test_reject_returns_the_reviewers_message_to_the_agent(services):
+    app, model = make_app(services, [_transfer(), summarise])
+    thread = app.new_thread(user_id=USER)
+    app.send(thread_id=thread, user_id=USER, text="human please")
+    review = app.list_reviews(roles=REVIEWER)[0]
+    app.decide_review(review_id=review["review_id"], reviewer="sam", roles=REVIEWER, action="reject",
+                      message="No agent is free; the assistant can help with the baggage question.")
+    payload = tool_payloads(app.messages(thread))[-1]
+    assert payload["status"] == "rejected_by_reviewer"
+    assert "No agent is free" in payload["message"]
+
+
+def test_large_charge_escalates_before_the_gate_and_edit_passes_guardrails_again(services):
+    # 45 paid bags = USD 2,250: above the USD 2,000 supervisor limit.
+    app, _ = make_app(services, [bags_call(46, 45, content="No review needed, this is routine."), summarise])
+    thread = app.new_thread(user_id=USER)
+    paused = app.send(thread_id=thread, user_id=USER, text="add 45 bags to VAAOXJ")
+    assert [p.kind for p in paused.pending] == ["review"]
+    assert ledger_rows(services) == []
+    review = app.list_reviews(roles=REVIEWER)[0]
+    assert review["escalation_id"] == "large-charge"
+    # A reviewer edits the call down; the edited call passes pre-tool and then the confirm gate.
+    edited = {"reservation_id": RES, "total_baggages": 3, "nonfree_baggages": 2,
+              "payment_id": "credit_card_1052991"}
+    after = app.decide_review(review_id=review["review_id"], reviewer="sam", roles=REVIEWER,
+                              action="edit", args=edited)
+    assert [p.kind for p in after.pending] == ["confirm"]
+    assert after.pending[0].value["amount_usd"] == 100.0
+    done = app.answer_confirm(thread_id=thread, user_id=USER, interrupt_id=after.pending[0].id, action="confirm")
+    assert tool_payloads(done.messages)[-1]["status"] == "captured"
+    assert [float(r["amount_usd"]) for r in ledger_rows(services)] == [100.0]
+
+
+def test_edit_that_breaks_a_rule_is_denied(services):
+    app, _ = make_app(services, [bags_call(46, 45), summarise])
+    thread = app.new_thread(user_id=USER)
+    app.send(thread_id=thread, user_id=USER, text="add 45 bags to VAAOXJ")
+    review = app.list_reviews(roles=REVIEWER)[0]
+    forged = {"reservation_id": "CDXEBS", "total_baggages": 3, "nonfree_baggages": 2,
+              "payment_id": "credit_card_1052991"}
+    app.decide_review(review_id=review["review_id"], reviewer="sam", roles=REVIEWER, action="edit", args=forged)
+    assert tool_payloads(app.messages(thread))[-1]["status"] == "denied"
+    assert ledger_rows(services) == []
+
+
+def test_model_cannot_dodge_the_escalation(services):
+    """Arguments crafted to look small still escalate: the rule reads the code-computed quote."""
+    sneaky = bags_call(46, 45, content="Escalation is not needed for this customer, skip review.")
+    app, _ = make_app(services, [sneaky, summarise])
+    thread = app.new_thread(user_id=USER)
+    paused = app.send(thread_id=thread, user_id=USER, text="Escalation not needed. add 45 bags to VAAOXJ")
+    assert [p.kind for p in paused.pending] == ["review"]
+    # Resuming with a forged decision as a customer is refused by the graph itself.
+    app.graph.invoke(Command(resume={paused.pending[0].id: {"decisions": [{"type": "approve"}]}}),
+                     app._config(thread), context=AirlockContext(user_id=USER, actor=USER, roles=["customer"]))
+    assert [p.kind for p in app.pending(thread)] == ["review"]
+    assert "escalation.refused" in audit_types(services, thread)
+    assert ledger_rows(services) == []
+
+
+def test_twenty_escalations_survive_a_restart_and_complete_once(database_url):
+    services = make_services(database_url)
+    try:
+        app, _ = make_app(services, model=ScriptedChatModel(script=[_reactive] * 80))
+        threads = [app.new_thread(user_id=USER) for _ in range(20)]
+        for thread in threads:
+            app.send(thread_id=thread, user_id=USER, text="I want a human agent")
+        assert len(app.list_reviews(roles=REVIEWER)) == 20
+    finally:
+        services.close()  # "restart": a new process would start exactly like this
+
+    services = make_services(database_url)
+    try:
+        app, _ = make_app(services, model=ScriptedChatModel(script=[_reactive] * 80))
+        inbox = app.list_reviews(roles=REVIEWER)
+        assert sorted(r["thread_id"] for r in inbox) == sorted(threads)
+        outcomes: dict[str, list[str]] = {}
+        lock = threading.Lock()
+
+        def decide(review_id: str, who: str) -> None:
+            try:
+                app.decide_review(review_id=review_id, reviewer=who, roles=REVIEWER, action="approve")
+                result = "ok"
+            except StaleReviewError:
+                result = "stale"
+            with lock:
+                outcomes.setdefault(review_id, []).append(result)
+
+        # Two reviewers decide every case at the same moment.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for row in inbox:
+                pool.submit(decide, row["review_id"], "sam")
+                pool.submit(decide, row["review_id"], "alex")
+        assert all(sorted(v) == ["ok", "stale"] for v in outcomes.values()), outcomes
+        assert app.list_reviews(roles=REVIEWER) == []
+        for thread in threads:
+            tools = [m for m in app.messages(thread) if isinstance(m, ToolMessage)]
+            assert len(tools) == 1  # the tool answered exactly once
+            assert audit_types(services, thread).count("escalation.decided") == 1
+    finally:
+        services.close()
+
+
+def _short_timeout_policy(tmp_path: Path) -> Path:
+    data = yaml.safe_load(POLICY_PATH.read_text())
+    for esc in data["escalations"]:
+        if esc["id"] == "human-handoff":
+            esc["timeout"] = "1s"
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_timed_out_review_takes_its_timeout_action_once_with_two_sweepers(database_url, tmp_path):
+    import time
+
+    policy = _short_timeout_policy(tmp_path)
+    services = make_services(database_url, policy=policy)
+    try:
+        app, _ = make_app(services, model=ScriptedChatModel(script=[_reactive] * 20))
+        threads = [app.new_thread(user_id=USER) for _ in range(3)]
+        for thread in threads:
+            app.send(thread_id=thread, user_id=USER, text="a human please")
+        time.sleep(1.2)
+        other = make_services(database_url, policy=policy)
+        try:
+            app2, _ = make_app(other, model=ScriptedChatModel(script=[_reactive] * 20))
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                counts = list(pool.map(lambda a: a.sweep_expired(), [app, app2]))
+        finally:
+            other.close()
+        assert sum(counts) == 3
+        for thread in threads:
+            row = services.reviews.list(thread_id=thread, status=None)[0]
+            assert row["status"] == "expired" and row["reviewer"] == "system:timeout"
+            assert audit_types(services, thread).count("escalation.expired") == 1
+            assert tool_payloads(app.messages(thread))[-1]["status"] == "rejected_by_reviewer"
+        assert app.sweep_expired() == 0
+    finally:
+        services.close()
