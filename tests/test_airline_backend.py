@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import threading
 import time
 import uuid
@@ -17,7 +19,7 @@ from psycopg.conninfo import make_conninfo
 
 from graph.db import migrate, open_pool
 from tools.airline import AIRLINE_TOOLS, AirlineBackend, ToolError, ensure_loaded, langchain_tools
-from tools.airline.loader import read_db
+from tools.airline.loader import DB_PATH, read_db
 from tools.airline.schemas import parse_args
 
 pytestmark = pytest.mark.postgres
@@ -117,6 +119,15 @@ def test_loader_loads_once_even_when_called_concurrently(empty_db: str) -> None:
         assert backend.fetch_user(MIA) == data["users"][MIA]
     finally:
         pool.close()
+
+
+def test_bundled_data_is_the_upstream_file() -> None:
+    raw = gzip.decompress(DB_PATH.read_bytes())
+    # git blob id of tau2-bench data/tau2/domains/airline/db.json (see data/README.md).
+    blob = hashlib.sha1(b"blob %d\0" % len(raw) + raw).hexdigest()
+    assert blob == "c6a1e817aa9102c5822e83affb3595acbc312701"
+    assert (DB_PATH.parent / "policy.md").is_file()
+    assert (DB_PATH.parent / "LICENSE-tau2-bench").is_file()
 
 
 # --------------------------------------------------------------------------- schemas
@@ -288,6 +299,7 @@ def test_book_reservation_gift_card_balance_goes_down(backend: AirlineBackend, p
     ({"flights": [{"flight_number": "HAT136", "date": "2024-05-10"}]}, "not available"),
     ({"flights": [{"flight_number": "HAT999", "date": "2024-05-20"}]}, "not found"),
     ({"user_id": "nobody_1"}, "not found"),
+    ({"flights": JFK_SEA + JFK_SEA[:1]}, "more than once"),
     ({"passengers": MIA_PAX * 40,
       "payment_methods": [{"payment_id": MIA_CARD, "amount": 255 * 40}]}, "Not enough seats"),
 ])

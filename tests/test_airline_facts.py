@@ -147,6 +147,11 @@ def sample_calls(res: dict[str, Any], user: dict[str, Any]) -> list[tuple[str, d
     ]
 
 
+def escalations_before(tool: str) -> list[dict[str, Any]]:
+    return [e for e in policy().get("escalations") or []
+            if e.get("phase", "after") == "before" and e.get("tool", "*") in ("*", tool)]
+
+
 def test_every_rule_evaluates_to_bool_on_real_facts(backend: AirlineBackend) -> None:
     data = read_db()
     reservations = sorted(data["reservations"])[::50]  # 40 real reservations
@@ -159,6 +164,9 @@ def test_every_rule_evaluates_to_bool_on_real_facts(backend: AirlineBackend) -> 
             for user, conv in ((owner["user_id"], ASKED), ("someone_else_1", QUIET), (None, {})):
                 facts = facts_for(backend, tool, args, user, conv)
                 decisions.setdefault(tool, set()).add(first(tool, args, facts))
+                for esc in escalations_before(tool):
+                    value = compiled(esc["when"]).execute({"args": args, "facts": facts})
+                    assert isinstance(value, bool), (esc["id"], value)
                 if user != owner["user_id"] and tool != "book_reservation":
                     assert first(tool, args, facts) in {
                         "reservation-ownership", "user-mismatch", "not-authenticated"}, tool
@@ -166,6 +174,34 @@ def test_every_rule_evaluates_to_bool_on_real_facts(backend: AirlineBackend) -> 
     assert {"allow", "cancellation-window", "reservation-ownership"} <= decisions[
         "cancel_reservation"]
     assert "allow" in decisions["get_reservation_details"]
+
+
+def test_facts_contract_fields(backend: AirlineBackend) -> None:
+    res = backend.fetch_reservation("4WQ150")
+    assert res is not None
+    facts = facts_for(backend, "update_reservation_flights", {
+        "reservation_id": "4WQ150", "cabin": "economy", "flights": itinerary(res),
+        "payment_id": "gift_card_3576581"}, res["user_id"])
+    assert {"user_id", "exists", "membership", "payment_methods"} <= set(facts["user"])
+    assert {"args_user_matches", "conversation", "quote", "payment", "itinerary", "booking",
+            "bags", "passengers", "cancellation", "certificate"} <= set(facts)
+    assert {"exists", "owned", "cabin", "insurance", "flight_type", "origin", "destination",
+            "passenger_count", "status", "created_within_24h", "any_flown", "any_cancelled",
+            "any_delayed", "total_baggages", "nonfree_baggages"} <= set(facts["reservation"])
+    assert {"id", "exists_in_profile", "source", "balance"} <= set(facts["payment"])
+    assert {"amount_usd", "direction", "currency"} <= set(facts["quote"])
+    assert facts["quote"]["currency"] == "USD" and facts["quote"]["amount_usd"] >= 0
+    assert isinstance(facts["quote"]["amount_usd"], float)
+    assert {"same_endpoints", "same_trip_type", "segments_unchanged", "cabin_changed",
+            "all_available"} <= set(facts["itinerary"])
+    assert {"passenger_count", "certificate_count", "credit_card_count", "gift_card_count",
+            "payments_total_matches", "all_payments_in_profile"} <= set(facts["booking"])
+    assert {"expected_nonfree", "only_adds"} <= set(facts["bags"])
+    assert {"eligible", "max_amount_cancelled", "max_amount_delayed"} <= set(
+        facts["certificate"])
+    # A business -> economy downgrade on the same flights is a refund, quoted by pricing code.
+    assert facts["quote"]["direction"] == "refund"
+    assert facts["reservation"]["status"] == "active"
 
 
 # --------------------------------------------------------------------------- ownership

@@ -445,6 +445,12 @@ class AirlockUI:
             )
             return self.chat_outputs(self.chat_view(account, thread_id))
 
+    def _answer_handler(self, action: str) -> Callable[..., tuple[Any, ...]]:
+        def answer(thread_id: str | None, gate: dict[str, Any] | None, request: gr.Request) -> tuple[Any, ...]:
+            return self.on_answer(action, thread_id, gate, request)
+
+        return answer
+
     def on_poll(self, thread_id: str | None, signature: str | None, request: gr.Request) -> tuple[Any, ...]:
         """Refresh the chat while a reviewer decides; send nothing when nothing changed."""
         account = self.customer(request)
@@ -684,10 +690,8 @@ class AirlockUI:
         for trigger in (text.submit, send.click):
             trigger(self.on_echo, [text, chatbot], [chatbot, text, pending_text], queue=False,
                     **private).then(self.on_send, [pending_text, thread_state], outputs, **private)
-        confirm.click(lambda t, g, request: self.on_answer("confirm", t, g, request),
-                      [thread_state, gate_state], outputs, **private)
-        cancel.click(lambda t, g, request: self.on_answer("cancel", t, g, request),
-                     [thread_state, gate_state], outputs, **private)
+        for button, action in ((confirm, "confirm"), (cancel, "cancel")):
+            button.click(self._answer_handler(action), [thread_state, gate_state], outputs, **private)
         timer.tick(self.on_poll, [thread_state, sig_state], outputs, show_progress="hidden", **private)
         chatbot.like(self.on_feedback, [thread_state, ids_state, comment], [comment], **private)
 
@@ -732,16 +736,16 @@ class AirlockUI:
         inbox_outputs = [table, case, summary, signature]
         case_outputs = [details, conversation, masked, edit_args, approve, edit, reject]
 
-        def reload(selected: str | None, sig: str | None, request: gr.Request) -> tuple[Any, ...]:
-            return self.on_inbox(selected, sig, request)
+        def reload(selected: str | None, request: gr.Request) -> tuple[Any, ...]:
+            return self.on_inbox(selected, None, request)
 
-        timer.tick(reload, [case, signature], inbox_outputs, show_progress="hidden", **private)
-        refresh.click(lambda c, request: self.on_inbox(c, None, request), [case], inbox_outputs, **private)
+        timer.tick(self.on_inbox, [case, signature], inbox_outputs, show_progress="hidden", **private)
+        refresh.click(reload, [case], inbox_outputs, **private)
         case.change(self.on_case, [case], case_outputs, **private)
         for button, action in ((approve, "approve"), (edit, "edit"), (reject, "reject")):
             button.click(
                 _bind_action(self.decide_review, action), [case, edit_args, comment], [result], **private,
-            ).then(lambda c, request: self.on_inbox(c, None, request), [case], inbox_outputs, **private)
+            ).then(reload, [case], inbox_outputs, **private)
         # The one addressable endpoint: POST /gradio_api/call/decide_review (reviewers only).
         gr.api(self.decide_review, api_name="decide_review")
         return timer

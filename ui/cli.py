@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("scan", help="run the guard pipeline over lines of text or JSONL (see `airlock scan --help`)",
                    add_help=False)
     sub.add_parser("bench", help="latency benchmarks (see `airlock bench --help`)", add_help=False)
+    sub.add_parser("review", help="terminal reviewer: list, show, approve, reject, edit, sweep "
+                   "(see `airlock review --help`)", add_help=False)
+    sub.add_parser("accounts", help="hash a password or check an accounts file", add_help=False)
 
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("db_command", choices=["migrate", "status", "stop"],
@@ -170,7 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-PASSTHROUGH = {"scan": cmd_scan, "bench": cmd_bench}
+def cmd_review(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    """Run the terminal reviewer."""
+    from ui.review_cli import review_main
+
+    return review_main(list(rest))
+
+
+def cmd_accounts(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    """Manage accounts."""
+    from ui.auth import accounts_main
+
+    return accounts_main(list(rest))
+
+
+PASSTHROUGH = {"scan": cmd_scan, "bench": cmd_bench, "review": cmd_review, "accounts": cmd_accounts}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

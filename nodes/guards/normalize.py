@@ -374,8 +374,9 @@ def _printable(data: bytes, *, min_len: int = 4) -> str | None:
     if len(decoded) < min_len:
         return None
     printable = sum(1 for c in decoded if c.isprintable() or c in "\n\r\t")
+    alnum = sum(1 for c in decoded if c.isalnum())
     letters = sum(1 for c in decoded if c.isalpha())
-    if printable < 0.9 * len(decoded) or letters < 0.4 * len(decoded):
+    if printable < 0.9 * len(decoded) or alnum < 0.5 * len(decoded) or letters < 2:
         return None
     return decoded
 

@@ -130,8 +130,15 @@ SUPPORTED_ENTITIES: tuple[str, ...] = (
 DEFAULT_SCORE_THRESHOLD = 0.4
 DEFAULT_NER_WINDOW = 8
 
-# Which entity wins when two different types claim overlapping text with equal scores.
-_PRIORITY = {name: i for i, name in enumerate(SUPPORTED_ENTITIES)}
+# Which entity wins when two different types claim overlapping text with equal scores
+# (e.g. "SSN 022717560" is also a valid German phone number).
+_PRIORITY = {
+    name: i
+    for i, name in enumerate((
+        "CREDIT_CARD", "IBAN_CODE", "EMAIL_ADDRESS", "US_SSN", "PASSPORT", "US_PASSPORT",
+        "DATE_OF_BIRTH", "CARD_EXPIRY", "CARD_CVV", "PHONE_NUMBER", "IP_ADDRESS", "PERSON",
+    ))
+}
 # Types whose detection is validated by a checksum or a strict syntax: they may overlap
 # an airline-identifier shape (e.g. a user id inside an e-mail address) and still win.
 _VALIDATED = frozenset({"CREDIT_CARD", "IBAN_CODE", "EMAIL_ADDRESS"})
@@ -159,6 +166,38 @@ _PROTECTED_RE = re.compile(
 _TICKET_RE = re.compile(
     r"(?i:\be-?tickets?\b|\betkt\b|\btickets?\s*(?:no\b|number|num\b|#))[^\d\n]{0,20}?"
     r"(?<!\d)(?P<v>\d{3}[- ]?\d{10})(?!\d)"
+)
+
+# Places that the small model often tags PERSON in flight chats ("fly to Vegas"). A
+# PERSON found by NER alone that is exactly one of these is dropped, and these words do
+# not trigger NER; names found by a cue ("my daughter Charlotte") are kept.
+_PLACES = frozenset(
+    " ".join(place.split())
+    for place in """
+    new york|nyc|new york city|big apple|los angeles|la|chicago|chi-town|chitown|chi town|houston
+    |phoenix|philadelphia|philly|san antonio|san diego|dallas|san jose|austin|jacksonville
+    |fort worth|columbus|charlotte|san francisco|frisco|sf|indianapolis|seattle|denver
+    |washington|dc|boston|el paso|nashville|detroit|oklahoma city|portland|las vegas|vegas
+    |memphis|louisville|baltimore|milwaukee|albuquerque|tucson|fresno|sacramento|kansas city
+    |mesa|atlanta|omaha|colorado springs|raleigh|miami|long beach|virginia beach|oakland
+    |minneapolis|tulsa|tampa|arlington|new orleans|nola|cleveland|honolulu|anchorage|orlando
+    |salt lake city|pittsburgh|cincinnati|st louis|st. louis|buffalo|newark|burbank|savannah
+    |charleston|reno|boise|spokane|madison|richmond|hartford|providence|albany|sarasota
+    |fort lauderdale|palm springs|santa barbara|san juan|cancun|cancún|toronto|montreal
+    |montréal|vancouver|calgary|ottawa|mexico city|london|paris|berlin|madrid|rome|milan
+    |amsterdam|frankfurt|munich|zurich|geneva|vienna|prague|dublin|lisbon|barcelona|brussels
+    |copenhagen|stockholm|oslo|helsinki|athens|istanbul|dubai|doha|tel aviv|cairo|lagos
+    |nairobi|johannesburg|cape town|mumbai|delhi|new delhi|bangalore|singapore|bangkok
+    |hong kong|tokyo|osaka|seoul|beijing|shanghai|taipei|manila|jakarta|sydney|melbourne
+    |auckland|são paulo|sao paulo|rio|rio de janeiro|buenos aires|lima|bogotá|bogota
+    |santiago|havana|alabama|alaska|arizona|arkansas|california|colorado|connecticut
+    |delaware|florida|georgia|hawaii|idaho|illinois|indiana|iowa|kansas|kentucky|louisiana
+    |maine|maryland|massachusetts|michigan|minnesota|mississippi|missouri|montana|nebraska
+    |nevada|new hampshire|new jersey|new mexico|north carolina|north dakota|ohio|oklahoma
+    |oregon|pennsylvania|rhode island|south carolina|south dakota|tennessee|texas|utah
+    |vermont|virginia|west virginia|wisconsin|wyoming|jordan|chad|israel|india|china|japan
+    |france|germany|italy|spain|mexico|canada|brazil|peru|chile|ireland|england|scotland
+    """.split("|")
 )
 
 # -- NER gate ---------------------------------------------------------------------------
@@ -207,7 +246,7 @@ def _is_name_candidate(word: str, sentence_initial: bool) -> bool:
     if any(ch.isdigit() or ch in "_@" for ch in word):
         return False
     lower = word.lower()
-    if lower in _TITLE_NON_NAMES:
+    if lower in _TITLE_NON_NAMES or lower in _PLACES:
         return False
     return not (sentence_initial and lower in _COMMON_OPENERS)
 
@@ -452,6 +491,22 @@ class _FastPhoneRecognizer(PhoneRecognizer):
 Refiner = Callable[[str, int, int, str], "tuple[int, int] | None"]
 
 
+@dataclass(frozen=True, slots=True)
+class _Cue:
+    """One pattern of a :class:`_ContextRegexRecognizer`.
+
+    Without ``follow``, ``regex`` has a named group ``v`` (the value). With ``follow``,
+    ``regex`` matches the cue only and ``follow`` is matched where the cue ends; its group
+    ``v`` is the value. The two-step form lets cues overlap the previous value's words
+    ("Passenger 1: First Name - Emily" has two cues).
+    """
+
+    name: str
+    regex: re.Pattern[str]
+    score: float
+    follow: re.Pattern[str] | None = None
+
+
 class _ContextRegexRecognizer(LocalRecognizer):
     """Regexes whose named group ``v`` is the entity; the rest of the match is the context.
 
@@ -464,7 +519,7 @@ class _ContextRegexRecognizer(LocalRecognizer):
         *,
         entity: str,
         name: str,
-        patterns: Sequence[tuple[str, re.Pattern[str], float]],
+        patterns: Sequence[_Cue],
         refine: Refiner | None = None,
     ) -> None:
         self._patterns = tuple(patterns)
@@ -474,19 +529,27 @@ class _ContextRegexRecognizer(LocalRecognizer):
     def load(self) -> None:
         """Nothing to load: the patterns are compiled at import time."""
 
+    def _spans(self, text: str, cue: _Cue) -> Iterable[tuple[int, int]]:
+        for match in cue.regex.finditer(text):
+            if cue.follow is None:
+                yield match.span("v")
+                continue
+            value = cue.follow.match(text, match.end())
+            if value is not None:
+                yield value.span("v")
+
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
     ) -> list[RecognizerResult]:
-        """Return one result per pattern match, spanning group ``v`` only."""
+        """Return one result per pattern match, spanning the value only."""
         entity = self.supported_entities[0]
         if entities and entity not in entities:
             return []
         results = []
-        for pattern_name, regex, score in self._patterns:
-            for match in regex.finditer(text):
-                start, end = match.span("v")
+        for cue in self._patterns:
+            for start, end in self._spans(text, cue):
                 if self._refine is not None:
-                    refined = self._refine(text, start, end, pattern_name)
+                    refined = self._refine(text, start, end, cue.name)
                     if refined is None:
                         continue
                     start, end = refined
@@ -497,9 +560,9 @@ class _ContextRegexRecognizer(LocalRecognizer):
                         entity_type=entity,
                         start=start,
                         end=end,
-                        score=score,
+                        score=cue.score,
                         analysis_explanation=AnalysisExplanation(
-                            recognizer=self.name, original_score=score, pattern_name=pattern_name
+                            recognizer=self.name, original_score=cue.score, pattern_name=cue.name
                         ),
                         recognition_metadata={
                             RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
@@ -538,10 +601,10 @@ _GAP = r"[^\d\n!?]{0,30}?"  # up to a few words between a cue and its value
 _I = re.IGNORECASE
 
 _DOB_PATTERNS = (
-    ("dob after cue", re.compile(rf"{_DOB_CUE}{_GAP}(?<![\w/])(?P<v>{_DATE_WITH_YEAR})(?![\w/])", _I), 0.85),
-    ("dob after cue, no year", re.compile(rf"{_DOB_CUE}{_GAP}(?<![\w/])(?P<v>{_DATE_NO_YEAR})(?![\w/])", _I), 0.6),
+    _Cue("dob after cue", re.compile(rf"{_DOB_CUE}{_GAP}(?<![\w/])(?P<v>{_DATE_WITH_YEAR})(?![\w/])", _I), 0.85),
+    _Cue("dob after cue, no year", re.compile(rf"{_DOB_CUE}{_GAP}(?<![\w/])(?P<v>{_DATE_NO_YEAR})(?![\w/])", _I), 0.6),
     # A full date before 2013 is almost never a travel date in a booking chat.
-    ("old full date", re.compile(rf"(?<![\w/.\-])(?P<v>{_OLD_DATE})(?![\w/])", _I), 0.45),
+    _Cue("old full date", re.compile(rf"(?<![\w/.\-])(?P<v>{_OLD_DATE})(?![\w/])", _I), 0.45),
 )
 
 _CVV_CUE = (
@@ -554,9 +617,9 @@ _EXPIRY_VALUE = r"(?:0?[1-9]|1[0-2])\s?[/\-.]\s?(?:20\d{2}|\d{2})"
 # "4111... 04/27 123": card, expiry and code separated only by spaces or punctuation.
 _SEQ_SEP = r"[ \t,;|]{1,4}"
 _CVV_PATTERNS = (
-    ("cvv after cue", re.compile(rf"{_CVV_CUE}{_GAP}(?<![\d/])(?P<v>\d{{3,4}})(?![\d/])", _I), 0.85),
-    ("cvv before cue", re.compile(rf"(?<![\d/.\-])(?P<v>\d{{3,4}})\s+(?:is|=)\s+(?:the\s+|my\s+)?{_CVV_CUE}", _I), 0.85),
-    (
+    _Cue("cvv after cue", re.compile(rf"{_CVV_CUE}{_GAP}(?<![\d/])(?P<v>\d{{3,4}})(?![\d/])", _I), 0.85),
+    _Cue("cvv before cue", re.compile(rf"(?<![\d/.\-])(?P<v>\d{{3,4}})\s+(?:is|=)\s+(?:the\s+|my\s+)?{_CVV_CUE}", _I), 0.85),
+    _Cue(
         "cvv after card and expiry",
         re.compile(rf"{_CARD_RUN}{_SEQ_SEP}{_EXPIRY_VALUE}(?![\d/]){_SEQ_SEP}(?P<v>\d{{3,4}})(?!\d)"),
         0.6,
@@ -567,12 +630,12 @@ _EXPIRY_CUE = (
     r"|\bgood\s+(?:thru|through)\b)"
 )
 _EXPIRY_PATTERNS = (
-    ("expiry after cue", re.compile(rf"{_EXPIRY_CUE}{_GAP}(?<![\d/])(?P<v>{_EXPIRY_VALUE})(?![\d/])", _I), 0.85),
-    ("expiry after card", re.compile(rf"{_CARD_RUN}{_SEQ_SEP}(?P<v>{_EXPIRY_VALUE})(?![\d/])"), 0.6),
+    _Cue("expiry after cue", re.compile(rf"{_EXPIRY_CUE}{_GAP}(?<![\d/])(?P<v>{_EXPIRY_VALUE})(?![\d/])", _I), 0.85),
+    _Cue("expiry after card", re.compile(rf"{_CARD_RUN}{_SEQ_SEP}(?P<v>{_EXPIRY_VALUE})(?![\d/])"), 0.6),
 )
 _PASSPORT_CUE = r"(?:\bpass\s?ports?\b|\btravel\s+document\b|\bpasseport\b|\bpasaporte\b|\breisepass\b|\bpassaporto\b)"
 _PASSPORT_PATTERNS = (
-    (
+    _Cue(
         "passport after cue",
         re.compile(
             rf"{_PASSPORT_CUE}[^\d\n!?]{{0,40}}?(?<![A-Za-z0-9])"
@@ -598,17 +661,27 @@ _NAME_WEAK_CUE = (
     r"|\bname\s+is\b|\bname\b|\b(?:named|called)\b|\bmy\s+(?:wife|husband|son|daughter|mother|father|mom"
     r"|dad|partner|friend|colleague|boss|brother|sister|child|kid|assistant|fianc[ée]e?),?)"
 )
-_NAME_INTRO_CUE = r"(?:\bi['’]m|\bi\s+am|\bthis\s+is|\bit['’]s|\bit\s+is|\bhi|\bhello|\bhey|\bdear)"
+_NAME_SELF_CUE = r"(?:\bi['’]m|\bi\s+am|\bthis\s+is|\bit['’]s|\bit\s+is)\b"
+# "Hey it's Ana": the greeting and the self-introduction are one cue.
+_NAME_INTRO_CUE = (
+    rf"(?:\b(?:hi|hello|hey|dear)\b(?:[ \t]*,?[ \t]*{_NAME_SELF_CUE})?|{_NAME_SELF_CUE})"
+)
 _NAME_SIGNOFF_CUE = r"(?:\bthanks|\bthank\s+you|\bregards|\bcheers|\bbest|\bsincerely)"
 _NAME_TRAILING_CUE = r"(?:here|speaking)\b"
 _NAME_BEFORE_DETAILS = r"(?:\(|,)?[ \t]*(?:dob\b|d\.o\.b|born\b|date\s+of\s+birth|passport\b)"
+_NAME_FOLLOW = re.compile(rf"[ \t]*{_NAME_RUN}")
+_NAME_FOLLOW_SHORT = re.compile(rf"[ \t]*,?[ \t]*{_NAME_RUN_SHORT}")
 _NAME_PATTERNS = (
-    ("strong", re.compile(rf"(?i:{_NAME_STRONG_CUE})[ \t]*{_NAME_RUN}"), 0.7),
-    ("weak", re.compile(rf"(?i:{_NAME_WEAK_CUE})[ \t]*{_NAME_RUN}"), 0.7),
-    ("strict", re.compile(rf"(?i:{_NAME_INTRO_CUE})[ \t]*,?[ \t]*{_NAME_RUN_SHORT}"), 0.6),
-    ("strict", re.compile(rf"(?i:{_NAME_SIGNOFF_CUE})[ \t]*[,!]?[ \t]*{_NAME_RUN_SHORT}[ \t]*[.!]?[ \t]*$", re.M), 0.6),
-    ("strict-rtl", re.compile(rf"{_NAME_RUN_SHORT}[ \t]+(?i:{_NAME_TRAILING_CUE})"), 0.6),
-    ("strict-rtl", re.compile(rf"{_NAME_RUN_SHORT}[ \t]*(?i:{_NAME_BEFORE_DETAILS})"), 0.6),
+    _Cue("strong", re.compile(rf"(?i:{_NAME_STRONG_CUE})"), 0.7, _NAME_FOLLOW),
+    _Cue("weak", re.compile(rf"(?i:{_NAME_WEAK_CUE})"), 0.7, _NAME_FOLLOW),
+    _Cue("strict", re.compile(rf"(?i:{_NAME_INTRO_CUE})"), 0.6, _NAME_FOLLOW_SHORT),
+    _Cue(
+        "strict-all",
+        re.compile(rf"(?i:{_NAME_SIGNOFF_CUE})[ \t]*[,!]?[ \t]*{_NAME_RUN_SHORT}[ \t]*[.!]?[ \t]*$", re.M),
+        0.6,
+    ),
+    _Cue("strict-rtl", re.compile(rf"{_NAME_RUN_SHORT}[ \t]+(?i:{_NAME_TRAILING_CUE})"), 0.6),
+    _Cue("strict-rtl", re.compile(rf"{_NAME_RUN_SHORT}[ \t]*(?i:{_NAME_BEFORE_DETAILS})"), 0.6),
 )
 _NAME_PARTICLES = frozenset("de la del der van von da di dos das du le el al bin ibn ben".split())
 _DEMONYMS = frozenset(
@@ -649,6 +722,8 @@ def _refine_name(text: str, start: int, end: int, mode: str) -> tuple[int, int] 
         if need_caps and cased and not token[0].isupper():
             break
         if strict and cased and not _is_name_candidate(token, True):
+            if mode == "strict-all":
+                return None
             break
         kept.append(word)
     while kept and kept[-1].group().lower() in _NAME_PARTICLES:
@@ -656,6 +731,8 @@ def _refine_name(text: str, start: int, end: int, mode: str) -> tuple[int, int] 
     if not kept:
         return None
     first, last = (kept[-1], kept[0]) if mode == "strict-rtl" else (kept[0], kept[-1])
+    if strict and " ".join(text[start + first.start() : start + last.end()].lower().split()) in _PLACES:
+        return None
     return start + first.start(), start + last.end()
 
 
@@ -848,7 +925,7 @@ def _extend_person(text: str, start: int, end: int) -> tuple[int, int]:
         end = after.end(1)
     for _ in range(2):
         before = _PREV_WORD_RE.search(text, max(0, start - 40), start)
-        if not before or not _is_name_candidate(before.group(1), False):
+        if not before or not _is_name_candidate(before.group(1), True):
             break
         start = before.start(1)
     return start, end
@@ -873,6 +950,11 @@ def _resolve(text: str, results: Sequence[RecognizerResult]) -> list[Span]:
             continue
         if r.entity_type == "PERSON":
             if not _person_is_plausible(text[start:end]):
+                continue
+            from_ner = (r.recognition_metadata or {}).get(
+                RecognizerResult.RECOGNIZER_NAME_KEY
+            ) == "SpacyRecognizer"
+            if from_ner and " ".join(text[start:end].lower().split()) in _PLACES:
                 continue
             start, end = _extend_person(text, start, end)
         candidates.append(Span(entity_type=r.entity_type, start=start, end=end, score=float(r.score)))

@@ -200,6 +200,15 @@ def _instance(flights: Mapping[str, Mapping[str, Any]], ref: FlightRef) -> Mappi
     return instance
 
 
+def _distinct(refs: Sequence[FlightRef]) -> None:
+    # The same flight twice would be priced twice and take its seats twice.
+    seen: set[FlightRef] = set()
+    for ref in refs:
+        if ref in seen:
+            raise ToolError(f"Flight {ref.flight_number} on {ref.date} is listed more than once")
+        seen.add(ref)
+
+
 def new_segment(
     flights: Mapping[str, Mapping[str, Any]], ref: FlightRef, *, cabin: str, passengers: int
 ) -> dict[str, Any]:
@@ -237,8 +246,9 @@ def quote_booking(
     """Price a new reservation: fares × passengers, + USD 30 each for insurance, + USD 50 a paid bag.
 
     Raises:
-        ToolError: If a flight is not bookable (see :func:`new_segment`).
+        ToolError: If a flight is not bookable (see :func:`new_segment`) or listed twice.
     """
+    _distinct(refs)
     segments = tuple(
         new_segment(flights, ref, cabin=cabin, passengers=passenger_count) for ref in refs
     )
@@ -263,8 +273,9 @@ def quote_flight_change(
     is (new total − old total) × passengers.
 
     Raises:
-        ToolError: If a new segment is not bookable.
+        ToolError: If a new segment is not bookable, or a segment is listed twice.
     """
+    _distinct(refs)
     passengers = len(reservation.get("passengers", []))
     old = reservation.get("flights", [])
     same_cabin = cabin == reservation.get("cabin")
