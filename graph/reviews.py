@@ -40,6 +40,7 @@ __all__ = [
     "load_secret",
     "sign_decision",
     "EscalationReviewer",
+    "InputReviewer",
     "ReviewStore",
     "StaleReviewError",
     "parse_review_resume",
@@ -373,3 +374,63 @@ def _context() -> AirlockContext:
 def sweeper_id() -> str:
     """Return an identifier for this sweeper process."""
     return f"sweeper:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class InputReviewer:
+    """Send an uncertain customer message (the guard pipeline's ESCALATE) to a human.
+
+    Used when the policy's ``uncertain_action`` is ``review``: approve delivers the message to
+    the agent, reject blocks it. The decision must be signed by the application, as for tool
+    escalations.
+    """
+
+    def __init__(
+        self, *, store: ReviewStore, audit: AuditLog, signing_key: bytes, assignee: str = DEFAULT_ASSIGNEE,
+        timeout: float = 3600.0,
+    ) -> None:
+        self._store, self._audit, self._key = store, audit, signing_key
+        self._assignee, self._timeout = assignee, timeout
+
+    def __call__(self, *, thread_id: str | None, actor: str, text: str, message_id: str,
+                 decisions: list[dict[str, Any]]) -> bool:
+        """Pause for a reviewer; return True to deliver the message, False to block it."""
+        escalation_id = "uncertain-input"
+        reasons = sorted({d.get("reason", "") for d in decisions if d.get("action") == "escalate"} - {""})
+        payload = {
+            "action_requests": [{"name": "deliver_message", "args": {"text": text},
+                                 "description": "The guard pipeline is unsure about this message "
+                                 f"({', '.join(reasons) or 'uncertain'})."}],
+            "review_configs": [{"action_name": "deliver_message", "allowed_decisions": ["approve", "reject"]}],
+            "assignee": self._assignee, "escalation_id": escalation_id, "phase": "input",
+            "tool_call_id": message_id, "timeout_s": self._timeout, "timeout_action": "reject",
+        }
+        notice = ""
+        while True:
+            try:
+                raw = interrupt({**payload, "notice": notice} if notice else payload)
+            except GraphInterrupt as exc:
+                pending = exc.args[0][0] if exc.args and exc.args[0] else None
+                if pending is not None and thread_id is not None and not notice:
+                    review_id = self._store.record_pending(
+                        thread_id=thread_id, interrupt_id=pending.id, user_id=_context().user_id,
+                        assignee=self._assignee, tool="deliver_message", escalation_id=escalation_id,
+                        phase="input", payload=payload, timeout=self._timeout, timeout_action="reject",
+                    )
+                    self._audit.append("escalation.requested", actor=actor, thread_id=thread_id,
+                                       payload={"review_id": review_id, "escalation": escalation_id,
+                                                "assignee": self._assignee, "reasons": reasons})
+                raise
+            decision = parse_review_resume(raw, tool="deliver_message", allowed=["approve", "reject"])
+            signature = raw.get("signature") if isinstance(raw, Mapping) else None
+            if isinstance(decision, ReviewDecision) and isinstance(signature, str):
+                expected = sign_decision(self._key, thread_id=thread_id, call_id=message_id,
+                                         escalation_id=escalation_id, decision=raw["decisions"][0],
+                                         reviewer=decision.reviewer)
+                if hmac.compare_digest(signature, expected):
+                    if not self._store.was_decided(thread_id, message_id, escalation_id, signature):
+                        self._audit.append("escalation.decided", actor=decision.reviewer, thread_id=thread_id,
+                                           payload={"escalation": escalation_id, "decision": decision.action})
+                    return decision.action == "approve"
+            notice = "Decision not accepted: " + (
+                decision if isinstance(decision, str) else "the decision is not signed by the application"
+            )

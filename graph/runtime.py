@@ -170,13 +170,16 @@ class AirlockServices:
                 ),
             )
             _attach_optional(services)
-            from graph.reviews import EscalationReviewer, ReviewStore, load_secret
+            from graph.reviews import EscalationReviewer, InputReviewer, ReviewStore, load_secret
 
             services.reviews = ReviewStore(pool=pool)
             services.extras["review_key"] = load_secret(pool)
             services.reviewer = EscalationReviewer(
                 policy=policy, store=services.reviews, audit=services.audit, redact=services.redact,
                 signing_key=services.extras["review_key"],
+            )
+            services.review_uncertain = InputReviewer(
+                store=services.reviews, audit=services.audit, signing_key=services.extras["review_key"],
             )
         except Exception:
             pool.close()

@@ -131,13 +131,22 @@ class AirlockApp:
     def _config(self, thread_id: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": RECURSION_LIMIT}
 
-    def pending(self, thread_id: str) -> list[PendingInterrupt]:
-        """Return the thread's pending interrupts."""
-        snapshot = self.graph.get_state(self._config(thread_id))
+    def _snapshot(self, thread_id: str) -> Any:
+        return self.graph.get_state(self._config(thread_id))
+
+    @staticmethod
+    def _pending_of(snapshot: Any) -> list[PendingInterrupt]:
         return [
-            PendingInterrupt(id=i.id, kind=_kind(i.value), value=dict(i.value) if isinstance(i.value, dict) else {"value": i.value})
+            PendingInterrupt(
+                id=i.id, kind=_kind(i.value),
+                value=dict(i.value) if isinstance(i.value, dict) else {"value": i.value},
+            )
             for i in snapshot.interrupts
         ]
+
+    def pending(self, thread_id: str) -> list[PendingInterrupt]:
+        """Return the thread's pending interrupts."""
+        return self._pending_of(self._snapshot(thread_id))
 
     def messages(self, thread_id: str) -> list[AnyMessage]:
         """Return the thread's messages."""
@@ -149,29 +158,31 @@ class AirlockApp:
         snapshot = self.graph.get_state(self._config(thread_id))
         return list(snapshot.values.get("decisions", []))
 
-    def _invoke(self, payload: Any, thread_id: str, context: AirlockContext) -> None:
+    def _invoke(self, payload: Any, thread_id: str, context: AirlockContext, before: int) -> TurnResult:
         try:
             self.graph.invoke(payload, self._config(thread_id), context=context)
         finally:
-            self._reconcile_reviews(thread_id)
+            snapshot = self._snapshot(thread_id)
+            self._reconcile_reviews(thread_id, snapshot)
+        return self._result(thread_id, before, snapshot=snapshot)
 
-    def _reconcile_reviews(self, thread_id: str) -> None:
+    def _reconcile_reviews(self, thread_id: str, snapshot: Any) -> None:
         """Keep ``reviews`` consistent with the checkpoint: rows whose interrupt is gone are stale."""
         store = self.services.reviews
         if store is None:
             return
-        live = {p.id for p in self.pending(thread_id)}
+        live = {i.id for i in snapshot.interrupts}
         for row in store.list(thread_id=thread_id, status="pending"):
             if row["interrupt_id"] not in live:
                 store.mark_stale(row["review_id"])
 
-    def _result(self, thread_id: str, before: int, notice: str = "") -> TurnResult:
-        snapshot = self.graph.get_state(self._config(thread_id))
+    def _result(self, thread_id: str, before: int, notice: str = "", *, snapshot: Any = None) -> TurnResult:
+        snapshot = snapshot if snapshot is not None else self._snapshot(thread_id)
         messages = list(snapshot.values.get("messages", []))
         return TurnResult(
             thread_id=thread_id,
             messages=messages[before:] if before <= len(messages) else messages,
-            pending=self.pending(thread_id),
+            pending=self._pending_of(snapshot),
             decisions=list(snapshot.values.get("decisions", [])),
             notice=notice,
         )
@@ -180,13 +191,15 @@ class AirlockApp:
     def send(self, *, thread_id: str, user_id: str, text: str) -> TurnResult:
         """Send a customer message; a yes/no reply to a pending confirm gate resumes it."""
         self._own(thread_id, user_id)
-        pending = self.pending(thread_id)
+        snapshot = self._snapshot(thread_id)
+        pending = self._pending_of(snapshot)
+        before = len(snapshot.values.get("messages", []))
         confirms = [p for p in pending if p.kind == "confirm"]
         if confirms:
             verdict = parse_confirmation_text(text)
             if verdict is None:
                 return self._result(
-                    thread_id, len(self.messages(thread_id)),
+                    thread_id, before, snapshot=snapshot,
                     notice="Please confirm or cancel the pending request first (yes / no).",
                 )
             return self.answer_confirm(
@@ -194,16 +207,14 @@ class AirlockApp:
             )
         if pending:
             return self._result(
-                thread_id, len(self.messages(thread_id)),
+                thread_id, before, snapshot=snapshot,
                 notice="Your request is waiting for a human reviewer; you will see the answer here.",
             )
-        before = len(self.messages(thread_id))
         self._touch(thread_id, text)
-        self._invoke(
+        return self._invoke(
             {"messages": [HumanMessage(content=text)]}, thread_id,
-            AirlockContext(user_id=user_id, actor=user_id, roles=["customer"]),
+            AirlockContext(user_id=user_id, actor=user_id, roles=["customer"]), before,
         )
-        return self._result(thread_id, before)
 
     def answer_confirm(
         self, *, thread_id: str, user_id: str, interrupt_id: str, action: str,
@@ -213,17 +224,17 @@ class AirlockApp:
         self._own(thread_id, user_id)
         if action not in ("confirm", "cancel"):
             raise ValueError("action must be 'confirm' or 'cancel'")
-        gate = next((p for p in self.pending(thread_id) if p.id == interrupt_id), None)
+        snapshot = self._snapshot(thread_id)
+        gate = next((p for p in self._pending_of(snapshot) if p.id == interrupt_id), None)
         if gate is None or gate.kind != "confirm":
             raise NotAllowedError("there is no such pending confirmation (already answered?)")
-        before = len(self.messages(thread_id))
+        before = len(snapshot.values.get("messages", []))
         value = {"action": action, "args_hash": args_hash or gate.value.get("args_hash"), "actor": user_id}
-        self._invoke(
-            Command(resume={interrupt_id: value}), thread_id,
-            AirlockContext(user_id=user_id, actor=user_id, roles=["customer"]),
-        )
         self._touch(thread_id)
-        return self._result(thread_id, before)
+        return self._invoke(
+            Command(resume={interrupt_id: value}), thread_id,
+            AirlockContext(user_id=user_id, actor=user_id, roles=["customer"]), before,
+        )
 
     # -- reviewer actions -----------------------------------------------------------------
     @staticmethod
@@ -296,20 +307,22 @@ class AirlockApp:
         )
         before = len(self.messages(thread_id))
         owner = self.thread_owner(thread_id) or row.get("user_id")
+        status = final_status or {"approve": "approved", "edit": "edited", "reject": "rejected"}[action]
         try:
-            self._invoke(
+            result = self._invoke(
                 Command(resume={interrupt_id: {"decisions": [decision], "reviewer": reviewer,
                                                "signature": signature}}),
-                thread_id, AirlockContext(user_id=owner, actor=reviewer, roles=roles),
+                thread_id, AirlockContext(user_id=owner, actor=reviewer, roles=roles), before,
             )
         except Exception:
             if interrupt_id in {p.id for p in self.pending(thread_id)}:
                 store.release(row["review_id"])  # nothing took effect; the case stays open
+            else:
+                store.finish(row["review_id"], status=status, decision=decision, reviewer=reviewer)
             raise
-        status = final_status or {"approve": "approved", "edit": "edited", "reject": "rejected"}[action]
         store.finish(row["review_id"], status=status, decision=decision, reviewer=reviewer)
         self._touch(thread_id)
-        return self._result(thread_id, before)
+        return result
 
     def sweep_expired(self, *, limit: int = 50) -> int:
         """Apply the timeout action to expired reviews; safe to run in several processes."""

@@ -70,7 +70,7 @@ class InputGuard:
             if self._uncertain == "review" and self._review_uncertain is not None:
                 approved = self._review_uncertain(
                     thread_id=thread_id, actor=ctx_rt.actor or ctx_rt.user_id or "anonymous",
-                    text=result.text, decisions=decisions,
+                    text=result.text, message_id=str(last.id), decisions=decisions,
                 )
                 action = Action.ALLOW if approved else Action.BLOCK
             else:

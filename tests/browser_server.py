@@ -32,6 +32,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _tail(path: Path, chars: int = 4000) -> str:
+    return path.read_text(errors="replace")[-chars:]
+
+
 @contextmanager
 def serve(database_url: str, *, data_dir: Path, timeout: float = 60.0) -> Iterator[str]:
     """Start the app in a subprocess against ``database_url``; yield its base URL."""
@@ -55,14 +59,14 @@ def serve(database_url: str, *, data_dir: Path, timeout: float = 60.0) -> Iterat
             deadline = time.monotonic() + timeout
             while True:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"the app exited early:\n{log_path.read_text(errors='replace')[-4000:]}")
+                    raise RuntimeError(f"the app exited early:\n{_tail(log_path)}")
                 try:
                     if httpx.get(url + "/", timeout=2).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"the app did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
+                    raise RuntimeError(f"the app did not start:\n{_tail(log_path)}")
                 time.sleep(0.2)
             yield url
         finally:
@@ -84,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell may have ignored it
     from graph.runtime import AirlockSettings
     from ui.app import launch
 

@@ -29,6 +29,7 @@ from ui.auth import (
     verify_password,
 )
 
+Capsys = pytest.CaptureFixture[str]
 # One hash for the whole module: hashing costs ~0.1 s by design.
 PW = "correct horse battery staple"
 HASH = hash_password(PW)
@@ -200,7 +201,7 @@ def test_bad_accounts_file_fails_before_listening(tmp_path: Path) -> None:
         check_listen_address("127.0.0.1", allow_remote=False, environ={"AIRLOCK_ACCOUNTS": str(bad)})
 
 
-def test_launch_refuses_public_address(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_launch_refuses_public_address(monkeypatch: pytest.MonkeyPatch, capsys: Capsys) -> None:
     from ui import app as ui_app
 
     def boom(*a: Any, **k: Any) -> None:
@@ -213,14 +214,14 @@ def test_launch_refuses_public_address(monkeypatch: pytest.MonkeyPatch, capsys: 
 
 
 # -- `airlock accounts` -------------------------------------------------------------------------------
-def test_accounts_hash_from_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_accounts_hash_from_stdin(monkeypatch: pytest.MonkeyPatch, capsys: Capsys) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("s3cret pass\n"))
     assert accounts_main(["hash", "--password-stdin"]) == 0
     out = capsys.readouterr().out.strip()
     assert verify_password("s3cret pass", out)
 
 
-def test_accounts_hash_prompts(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_accounts_hash_prompts(monkeypatch: pytest.MonkeyPatch, capsys: Capsys) -> None:
     answers = iter(["pw1", "pw1"])
     monkeypatch.setattr(auth.getpass, "getpass", lambda prompt="": next(answers))
     assert accounts_main(["hash"]) == 0
@@ -230,7 +231,7 @@ def test_accounts_hash_prompts(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     assert "do not match" in capsys.readouterr().err
 
 
-def test_accounts_hash_refuses_empty(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_accounts_hash_refuses_empty(monkeypatch: pytest.MonkeyPatch, capsys: Capsys) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
     assert accounts_main(["hash", "--password-stdin"]) == 1
     assert "empty" in capsys.readouterr().err
@@ -312,7 +313,8 @@ def test_login_uses_accounts_and_throttle(tmp_path: Path) -> None:
     assert asyncio.run(ui.login("alice", PW))
     assert not asyncio.run(ui.login("alice", "wrong"))
     assert not asyncio.run(ui.login("nobody", PW))
-    assert [(e, a, p["ok"]) for e, a, p in fake.events] == [("auth.login", "alice", True), ("auth.login", "alice", False)]
+    logins = [(e, a, p["ok"]) for e, a, p in fake.events]
+    assert logins == [("auth.login", "alice", True), ("auth.login", "alice", False)]
     ui.throttle = LoginThrottle(max_failures=1, lockout_s=60)
     assert not asyncio.run(ui.login("alice", "wrong"))
     assert not asyncio.run(ui.login("alice", PW))  # locked out, even with the right password
@@ -322,7 +324,7 @@ def test_render_messages_inline_decisions() -> None:
     from graph.service import PendingInterrupt
     from ui.app import decision_rows, describe_decision, render_messages, thread_label
 
-    messages = [
+    messages: list[Any] = [
         HumanMessage(content="[message withheld by the input guard]", id="h1",
                      additional_kwargs={"airlock_guard": "block"}),
         AIMessage(content="Sorry, I can't help with that.", id="a1"),
@@ -336,7 +338,8 @@ def test_render_messages_inline_decisions() -> None:
     decisions = [
         {"stage": "input", "layer": "prefilter", "action": "block", "reason": "blocklist:en:ignore_previous"},
         {"stage": "input", "layer": "prefilter", "action": "allow", "reason": ""},
-        {"tool": "get_reservation_details", "tool_call_id": "call_0", "guardrail": "pre-tool", "action": "allow"},
+        {"tool": "get_reservation_details", "tool_call_id": "call_0", "guardrail": "pre-tool",
+         "action": "allow"},
     ]
     gate = PendingInterrupt(id="i1", kind="confirm", value={"tool_call_id": "call_1", "type": "confirm"})
     chat, ids = render_messages(messages, decisions, pending=[gate])
@@ -353,4 +356,5 @@ def test_render_messages_inline_decisions() -> None:
         "modified by pii: EMAIL"
     assert decision_rows(decisions)[0] == ["tool get_reservation_details", "pre-tool", "allow", ""]
     assert thread_label({"title": "Add bags", "pending": ["confirm"]}).startswith("⏸")
-    assert thread_label({"title": "", "pending": ["review"]}) == "⏳ waiting for a reviewer · New conversation"
+    label = thread_label({"title": "", "pending": ["review"]})
+    assert label == "⏳ waiting for a reviewer · New conversation"

@@ -180,8 +180,7 @@ def render_messages(
                 icon = "🛡️" if guard == "block" else "ℹ️"
                 chat.append({
                     "role": "assistant", "content": "\n".join(f"- {n}" for n in notes),
-                    "metadata": {"title": f"{icon} Input guard: {describe_decision({'action': guard})}",
-                                 "status": "done"},
+                    "metadata": {"title": f"{icon} Input guard: {notes[0]}", "status": "done"},
                 })
                 ids.append(message.id)
         elif isinstance(message, AIMessage):
@@ -446,7 +445,9 @@ class AirlockUI:
             return self.chat_outputs(self.chat_view(account, thread_id))
 
     def _answer_handler(self, action: str) -> Callable[..., tuple[Any, ...]]:
-        def answer(thread_id: str | None, gate: dict[str, Any] | None, request: gr.Request) -> tuple[Any, ...]:
+        def answer(
+            thread_id: str | None, gate: dict[str, Any] | None, request: gr.Request
+        ) -> tuple[Any, ...]:
             return self.on_answer(action, thread_id, gate, request)
 
         return answer
@@ -511,8 +512,8 @@ class AirlockUI:
         account = self.reviewer(request, what="case")
         if not review_id:
             return (gr.Markdown(value="No case selected."), gr.Chatbot(value=[]), gr.JSON(value=None),
-                    gr.Code(value=""), gr.Button(visible=False), gr.Button(visible=False),
-                    gr.Button(visible=False))
+                    gr.Code(value="", visible=False), gr.Button(visible=False), gr.Button(visible=False),
+                    gr.Button(visible=False), "")
         with self._errors():
             row = self.app.get_review(review_id, roles=list(account.roles))
         payload = row.get("payload") or {}
@@ -551,10 +552,11 @@ class AirlockUI:
             gr.Chatbot(value=cast(Any, conversation)),
             gr.JSON(value={"action_requests": [{**r, "args": redact(r.get("args"))} for r in requests],
                            "review_configs": configs}),
-            gr.Code(value=json.dumps(args, indent=2, ensure_ascii=False)),
+            gr.Code(value=json.dumps(args, indent=2, ensure_ascii=False), visible="edit" in allowed),
             gr.Button(visible="approve" in allowed),
             gr.Button(visible="edit" in allowed),
             gr.Button(visible="reject" in allowed),
+            "",
         )
 
     def decide_review(self, review_id: str, action: str, args_json: str = "", comment: str = "",
@@ -632,7 +634,7 @@ class AirlockUI:
                 with gr.Tab("Chat", id="chat", visible=False, elem_id="tab-chat") as chat_tab:
                     fill_chat, chat_outputs = self._build_chat()
                 with gr.Tab("Reviewer inbox", id="inbox", visible=False, elem_id="tab-inbox") as inbox_tab:
-                    inbox_timer = self._build_inbox()
+                    fill_inbox, inbox_outputs, inbox_timer = self._build_inbox()
                 with gr.Tab("Audit", id="audit", visible=False, elem_id="tab-audit") as audit_tab:
                     self._build_audit()
                 with gr.Tab("No access", id="none", visible=False) as none_tab:
@@ -641,7 +643,8 @@ class AirlockUI:
                 self.on_load, None,
                 [header, chat_tab, inbox_tab, audit_tab, none_tab, tabs, inbox_timer],
                 api_visibility="private",
-            ).then(fill_chat, None, chat_outputs, api_visibility="private")
+            ).then(fill_chat, None, chat_outputs, api_visibility="private").then(
+                fill_inbox, None, inbox_outputs, api_visibility="private")
         return blocks
 
     def _build_chat(self) -> tuple[Callable[..., tuple[Any, ...]], list[Any]]:
@@ -654,7 +657,8 @@ class AirlockUI:
                                           elem_id="thread-select", interactive=True)
                     new = gr.Button("New conversation", scale=1, elem_id="new-thread")
                 chatbot = gr.Chatbot(label="Conversation", height=460, elem_id="chatbot",
-                                     feedback_options=("Like", "Dislike"), layout="bubble")
+                                     feedback_options=("Like", "Dislike"), layout="bubble",
+                                     buttons=["copy", "copy_all"])
                 review_md = gr.Markdown(visible=False, elem_id="review-notice")
                 notice_md = gr.Markdown(visible=False, elem_id="chat-notice")
                 with gr.Column(visible=False, elem_id="confirm-box") as confirm_box:
@@ -674,7 +678,7 @@ class AirlockUI:
                 gr.Markdown("#### Guard decisions (newest first)")
                 decisions = gr.Dataframe(headers=["where", "layer", "action", "reason"],
                                          value=[["", "", "", ""]], interactive=False, wrap=True,
-                                         elem_id="decisions")
+                                         column_widths=["34%", "18%", "14%", "34%"], elem_id="decisions")
         thread_state = gr.State(None)
         ids_state = gr.State([])
         gate_state = gr.State(None)
@@ -704,7 +708,8 @@ class AirlockUI:
 
         return fill, outputs
 
-    def _build_inbox(self) -> gr.Timer:
+    def _build_inbox(self) -> tuple[Callable[..., tuple[Any, ...]], list[Any], gr.Timer]:
+        """Lay out the inbox; return its page-load filler, the filler's outputs and the poll timer."""
         gr.Markdown("Cases escalated to a human, most urgent first. Arguments and conversation are "
                     "shown with personal data masked.")
         summary = gr.Markdown(elem_id="inbox-summary")
@@ -718,11 +723,11 @@ class AirlockUI:
             with gr.Column(scale=3):
                 details = gr.Markdown(elem_id="case-details")
                 conversation = gr.Chatbot(label="Conversation (masked)", height=360, elem_id="case-chat",
-                                          feedback_options=None)
+                                          feedback_options=None, buttons=["copy"])
             with gr.Column(scale=2):
                 masked = gr.JSON(label="Requested action (masked arguments)", elem_id="case-args")
                 edit_args = gr.Code(label="Edited arguments (JSON, for Edit)", language="json",
-                                    interactive=True, elem_id="case-edit-args")
+                                    interactive=True, elem_id="case-edit-args", visible=False)
                 comment = gr.Textbox(label="Comment to the agent / customer", lines=2,
                                      elem_id="case-comment")
                 with gr.Row():
@@ -734,7 +739,7 @@ class AirlockUI:
         timer = gr.Timer(INBOX_POLL_S, active=False)
         private: dict[str, Any] = {"api_visibility": "private"}
         inbox_outputs = [table, case, summary, signature]
-        case_outputs = [details, conversation, masked, edit_args, approve, edit, reject]
+        case_outputs = [details, conversation, masked, edit_args, approve, edit, reject, result]
 
         def reload(selected: str | None, request: gr.Request) -> tuple[Any, ...]:
             return self.on_inbox(selected, None, request)
@@ -748,7 +753,14 @@ class AirlockUI:
             ).then(reload, [case], inbox_outputs, **private)
         # The one addressable endpoint: POST /gradio_api/call/decide_review (reviewers only).
         gr.api(self.decide_review, api_name="decide_review")
-        return timer
+
+        def fill(request: gr.Request) -> tuple[Any, ...]:
+            account = self.accounts.get(getattr(request, "username", None))
+            if account is None or not account.is_reviewer:
+                return tuple(gr.skip() for _ in inbox_outputs)
+            return self.on_inbox(None, None, request)
+
+        return fill, inbox_outputs, timer
 
     def _build_audit(self) -> None:
         gr.Markdown("The hash-chained audit log (append-only in Postgres). Payloads hold masked data only.")

@@ -425,8 +425,12 @@ _DROP_WITH_CONTENT = frozenset(
      "textarea", "select", "xmp", "noembed", "noframes"}
 )
 _TAGLIKE = re.compile(r"<[A-Za-z/!?]")
+# A link destination may hold one level of balanced parentheses ("javascript:alert(1)").
+# The two alternatives start with different characters, so matching stays linear.
 _MD_LINK = re.compile(
-    r"(!?)\[([^\]\n]{0,1000})\]\([ \t]{0,16}<?([^)\s>]{0,4096})>?(?:[ \t]{1,16}\"[^\"\n]{0,500}\")?[ \t]{0,16}\)"
+    r"(!?)\[([^\]\n]{0,1000})\]\([ \t]{0,16}<?"
+    r"((?:[^\s()<>]|\([^\s()<>]{0,512}\)){0,2048})"
+    r">?(?:[ \t]{1,16}\"[^\"\n]{0,500}\")?[ \t]{0,16}\)"
 )
 _MD_AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.\-]{1,31}:[^<>\s]{0,4096})>")
 _MD_REFDEF = re.compile(r"(?m)^[ ]{0,3}\[[^\]\n]{1,1000}\]:[ \t]{0,16}<?([^\s>]{1,4096})>?.{0,500}$")

@@ -214,7 +214,8 @@ _TITLE_NON_NAMES = frozenset(
     economy basic business first class premium gold silver regular platinum member
     airline airlines airport terminal gate flight flights seat baggage bag bags
     visa mastercard amex discover paypal ssn iban cvv cvc dob passport email phone
-    mr mrs ms dr sir madam
+    mr mrs ms dr sir madam delta united southwest jetblue spirit frontier allegiant
+    hawaiian lufthansa emirates qatar ryanair easyjet klm iberia aeromexico avianca
     """.split()
 )
 # Sentence openers that are not names (spaCy's stop words plus chat openers and verbs).
@@ -931,6 +932,16 @@ def _extend_person(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+def _trim_person(text: str, start: int, end: int) -> tuple[int, int]:
+    """Drop openers and non-name words the model glued to a name ("Check Sydney")."""
+    words = list(re.finditer(r"\S+", text[start:end]))
+    while len(words) > 1 and _core(words[0].group()).lower() in (_COMMON_OPENERS | _NOT_NAME_WORDS):
+        words.pop(0)
+    while len(words) > 1 and _core(words[-1].group()).lower() in (_COMMON_OPENERS | _NOT_NAME_WORDS):
+        words.pop()
+    return start + words[0].start(), start + words[-1].end()
+
+
 def _resolve(text: str, results: Sequence[RecognizerResult]) -> list[Span]:
     protected = [m.span() for m in _PROTECTED_RE.finditer(text)]
     protected += [m.span("v") for m in _TICKET_RE.finditer(text)]
@@ -957,6 +968,12 @@ def _resolve(text: str, results: Sequence[RecognizerResult]) -> list[Span]:
             if from_ner and " ".join(text[start:end].lower().split()) in _PLACES:
                 continue
             start, end = _extend_person(text, start, end)
+            start, end = _trim_person(text, start, end)
+            value = " ".join(text[start:end].lower().split())
+            if not value or value in _PLACES:
+                continue
+            if text[start:end].endswith(("'s", "’s")):
+                end -= 2  # "Kevin's" and "Kevin" must share a placeholder
         candidates.append(Span(entity_type=r.entity_type, start=start, end=end, score=float(r.score)))
     # Same type overlapping (e.g. NER "Maria Lopez" and the cue recogniser's "Maria Lopez
     # Diaz"): mask the union. Different types: the higher score, then the longer, wins.
