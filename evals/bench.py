@@ -205,7 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evals.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=None, help="use only the first N messages")
     parser.add_argument("--repeat", type=int, default=3, help="passes over the corpus (default 3)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"report path ({DEFAULT_JSON.relative_to(ROOT)})")
+    parser.add_argument(
+        "--json", type=Path, default=DEFAULT_JSON,
+        help=f"report path (default {DEFAULT_JSON.relative_to(ROOT)})",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.n is not None and args.n < 1:
         parser.error("--n must be at least 1")

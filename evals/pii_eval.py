@@ -38,7 +38,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +51,26 @@ SHARED_BENIGN = ROOT.parent / "shared" / "data" / "benign"
 SEED = 20240517
 
 LABELS = (
-    "CREDIT_CARD", "CARD_CVV", "CARD_EXPIRY", "EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN",
-    "IBAN_CODE", "IP_ADDRESS", "PASSPORT", "DATE_OF_BIRTH", "PERSON",
+    "CREDIT_CARD",
+    "CARD_CVV",
+    "CARD_EXPIRY",
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "US_SSN",
+    "IBAN_CODE",
+    "IP_ADDRESS",
+    "PASSPORT",
+    "DATE_OF_BIRTH",
+    "PERSON",
 )
-TARGETS = {"CREDIT_CARD": 0.98, "EMAIL_ADDRESS": 0.98, "PHONE_NUMBER": 0.98, "US_SSN": 0.98,
-           "IBAN_CODE": 0.98, "PERSON": 0.85}
+TARGETS = {
+    "CREDIT_CARD": 0.98,
+    "EMAIL_ADDRESS": 0.98,
+    "PHONE_NUMBER": 0.98,
+    "US_SSN": 0.98,
+    "IBAN_CODE": 0.98,
+    "PERSON": 0.85,
+}
 _CANONICAL = {"US_PASSPORT": "PASSPORT"}
 _MARK_RE = re.compile(r"\[\[([A-Z_]+)\|(.+?)\]\]")
 _IDENTIFIER_RE = re.compile(
@@ -85,7 +100,7 @@ class Record:
     spans: tuple[GoldSpan, ...]
     source: str
     kind: str = "positive"
-    tags: tuple[str, ...] = field(default_factory=tuple)
+    split: str = "dev"
 
 
 def parse_markup(markup: str) -> tuple[str, list[GoldSpan]]:
@@ -132,7 +147,7 @@ def load_records(data_dir: Path = DATA_DIR) -> list[Record]:
                     spans=tuple(spans),
                     source=obj.get("source", path.stem),
                     kind="negative" if not spans else "positive",
-                    tags=tuple(obj.get("tags", ())),
+                    split=str(obj.get("split", "dev")),
                 )
             )
     return records
@@ -156,14 +171,61 @@ Bianchi Eriksen Reddy Khalil Ruiz Malik Wiśniewski Thompson Walker Schneider Je
 Nakamura Mahmoud Costa Lefebvre Horvat Ozturk Banerjee Mwangi
 """.split()
 AIRPORTS = "JFK LAX SFO ORD ATL DFW SEA BOS MIA DEN PHX IAH EWR LGA MSP DTW PHL CLT LAS MCO".split()
-CITIES = ("Boston", "Chicago", "New York", "San Francisco", "Seattle", "Miami", "Denver",
-          "Atlanta", "Dallas", "Houston", "Phoenix", "Las Vegas", "Philadelphia", "Detroit",
-          "Charlotte", "Orlando", "Los Angeles", "Minneapolis", "Newark", "Austin")
-EMAIL_DOMAINS = ("gmail.com", "yahoo.co.uk", "outlook.com", "proton.me", "acme-corp.io",
-                 "stanford.edu", "web.de", "hotmail.fr", "icloud.com", "fastmail.com",
-                 "example.org", "mail.co.jp", "company.com.au", "uni-hamburg.de")
-ASCII = str.maketrans({"ü": "u", "ö": "o", "ë": "e", "é": "e", "á": "a", "í": "i", "ó": "o",
-                       "ñ": "n", "ś": "s", "ı": "i", "'": "", "-": "", "ú": "u"})
+CITIES = (
+    "Boston",
+    "Chicago",
+    "New York",
+    "San Francisco",
+    "Seattle",
+    "Miami",
+    "Denver",
+    "Atlanta",
+    "Dallas",
+    "Houston",
+    "Phoenix",
+    "Las Vegas",
+    "Philadelphia",
+    "Detroit",
+    "Charlotte",
+    "Orlando",
+    "Los Angeles",
+    "Minneapolis",
+    "Newark",
+    "Austin",
+)
+EMAIL_DOMAINS = (
+    "gmail.com",
+    "yahoo.co.uk",
+    "outlook.com",
+    "proton.me",
+    "acme-corp.io",
+    "stanford.edu",
+    "web.de",
+    "hotmail.fr",
+    "icloud.com",
+    "fastmail.com",
+    "example.org",
+    "mail.co.jp",
+    "company.com.au",
+    "uni-hamburg.de",
+)
+ASCII = str.maketrans(
+    {
+        "ü": "u",
+        "ö": "o",
+        "ë": "e",
+        "é": "e",
+        "á": "a",
+        "í": "i",
+        "ó": "o",
+        "ñ": "n",
+        "ś": "s",
+        "ı": "i",
+        "'": "",
+        "-": "",
+        "ú": "u",
+    }
+)
 
 
 class Gen:
@@ -201,16 +263,33 @@ class Gen:
     def travel_date(self) -> str:
         day = self.r.randint(1, 28)
         month = self.r.choice(("May", "June", "July"))
-        return self.r.choice((f"2024-05-{day:02d}", f"{month} {day}", f"05/{day:02d}/2024",
-                              f"{day}th of {month}", f"{month} {day}, 2024"))
+        return self.r.choice(
+            (
+                f"2024-05-{day:02d}",
+                f"{month} {day}",
+                f"05/{day:02d}/2024",
+                f"{day}th of {month}",
+                f"{month} {day}, 2024",
+            )
+        )
 
     def amount(self) -> str:
-        return self.r.choice((f"${self.r.randint(50, 2500)}", f"${self.r.randint(50, 999)}.{self.r.randint(0, 99):02d}",
-                              f"USD {self.r.randint(100, 1500)}", f"{self.r.randint(1, 9)},{self.r.randint(100, 999)} miles"))
+        return self.r.choice(
+            (
+                f"${self.r.randint(50, 2500)}",
+                f"${self.r.randint(50, 999)}.{self.r.randint(0, 99):02d}",
+                f"USD {self.r.randint(100, 1500)}",
+                f"{self.r.randint(1, 9)},{self.r.randint(100, 999)} miles",
+            )
+        )
 
     def time(self) -> str:
-        return self.r.choice((f"{self.r.randint(5, 11)}:{self.r.choice(('00', '15', '30', '45'))} am",
-                              f"{self.r.randint(13, 23)}:{self.r.choice(('05', '20', '35', '50'))}"))
+        return self.r.choice(
+            (
+                f"{self.r.randint(5, 11)}:{self.r.choice(('00', '15', '30', '45'))} am",
+                f"{self.r.randint(13, 23)}:{self.r.choice(('05', '20', '35', '50'))}",
+            )
+        )
 
     # PII
     def first(self) -> str:
@@ -225,9 +304,16 @@ class Gen:
     def email(self) -> str:
         first = self.r.choice(FIRST_NAMES).lower().translate(ASCII)
         last = self.r.choice(LAST_NAMES).lower().translate(ASCII)
-        local = self.r.choice((f"{first}.{last}", f"{first}{last}{self.r.randint(1, 99)}",
-                               f"{first[0]}{last}", f"{first}_{last}", f"{first}.{last}+travel",
-                               f"{last}.{first}{self.r.randint(1980, 2005)}"))
+        local = self.r.choice(
+            (
+                f"{first}.{last}",
+                f"{first}{last}{self.r.randint(1, 99)}",
+                f"{first[0]}{last}",
+                f"{first}_{last}",
+                f"{first}.{last}+travel",
+                f"{last}.{first}{self.r.randint(1980, 2005)}",
+            )
+        )
         return f"[[EMAIL_ADDRESS|{local}@{self.r.choice(EMAIL_DOMAINS)}]]"
 
     @staticmethod
@@ -243,11 +329,16 @@ class Gen:
         return digits + str((10 - total % 10) % 10)
 
     def card(self) -> str:
-        brand = self.r.choice(("visa", "visa", "visa", "mc", "mc", "mc2", "amex", "discover", "jcb", "diners"))
+        brand = self.r.choice(
+            ("visa", "visa", "visa", "mc", "mc", "mc2", "amex", "discover", "jcb", "diners")
+        )
         prefix, length = {
-            "visa": ("4", 16), "mc": (str(self.r.randint(51, 55)), 16),
-            "mc2": (str(self.r.randint(2221, 2720)), 16), "amex": (self.r.choice(("34", "37")), 15),
-            "discover": (self.r.choice(("6011", "65")), 16), "jcb": (str(self.r.randint(3528, 3589)), 16),
+            "visa": ("4", 16),
+            "mc": (str(self.r.randint(51, 55)), 16),
+            "mc2": (str(self.r.randint(2221, 2720)), 16),
+            "amex": (self.r.choice(("34", "37")), 15),
+            "discover": (self.r.choice(("6011", "65")), 16),
+            "jcb": (str(self.r.randint(3528, 3589)), 16),
             "diners": (self.r.choice(("36", "38")), 14),
         }[brand]
         number = self._luhn_complete(prefix, length, self.r)
@@ -264,25 +355,59 @@ class Gen:
 
     def exp(self) -> str:
         month, year = self.r.randint(1, 12), self.r.randint(25, 31)
-        return "[[CARD_EXPIRY|" + self.r.choice(
-            (f"{month:02d}/{year}", f"{month}/{year}", f"{month:02d}/20{year}", f"{month:02d}-{year}")
-        ) + "]]"
+        return (
+            "[[CARD_EXPIRY|"
+            + self.r.choice(
+                (f"{month:02d}/{year}", f"{month}/{year}", f"{month:02d}/20{year}", f"{month:02d}-{year}")
+            )
+            + "]]"
+        )
 
     def phone(self) -> str:
         import phonenumbers
 
-        region = self.r.choice(("US", "US", "US", "US", "CA", "GB", "GB", "DE", "FR", "IN",
-                                "BR", "JP", "AU", "ES", "IT", "MX", "CN", "AE", "NG", "ZA",
-                                "SG", "IE", "NL", "KR"))
+        region = self.r.choice(
+            (
+                "US",
+                "US",
+                "US",
+                "US",
+                "CA",
+                "GB",
+                "GB",
+                "DE",
+                "FR",
+                "IN",
+                "BR",
+                "JP",
+                "AU",
+                "ES",
+                "IT",
+                "MX",
+                "CN",
+                "AE",
+                "NG",
+                "ZA",
+                "SG",
+                "IE",
+                "NL",
+                "KR",
+            )
+        )
         kind = self.r.choice((phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE))
         example = phonenumbers.example_number_for_type(region, kind)
+        assert example is not None, region
         national = phonenumbers.national_significant_number(example)
         for _ in range(200):
             digits = national[:-4] + "".join(str(self.r.randint(0, 9)) for _ in range(4))
             if region in ("US", "CA"):
-                digits = self.r.choice(("212", "415", "646", "312", "305", "617", "206", "512", "702",
-                                        "404", "604", "416")) + str(self.r.randint(2, 9)) + \
-                    "".join(str(self.r.randint(0, 9)) for _ in range(6))
+                digits = (
+                    self.r.choice(
+                        ("212", "415", "646", "312", "305", "617", "206", "512", "702", "404", "604", "416")
+                    )
+                    + str(self.r.randint(2, 9))
+                    + "".join(str(self.r.randint(0, 9)) for _ in range(6))
+                )
             number = phonenumbers.parse("+" + str(example.country_code) + digits)
             if phonenumbers.is_valid_number(number):
                 break
@@ -290,19 +415,27 @@ class Gen:
             raise RuntimeError(f"no valid {region} number generated")
         fmt = phonenumbers.PhoneNumberFormat
         if region in ("US", "CA"):
-            text = self.r.choice((
-                phonenumbers.format_number(number, fmt.NATIONAL),
-                phonenumbers.format_number(number, fmt.INTERNATIONAL),
-                f"{digits[:3]}-{digits[3:6]}-{digits[6:]}", f"{digits[:3]}.{digits[3:6]}.{digits[6:]}",
-                f"+1 ({digits[:3]}) {digits[3:6]}-{digits[6:]}", f"1-{digits[:3]}-{digits[3:6]}-{digits[6:]}",
-                phonenumbers.format_number(number, fmt.E164),
-            ))
+            text = self.r.choice(
+                (
+                    phonenumbers.format_number(number, fmt.NATIONAL),
+                    phonenumbers.format_number(number, fmt.INTERNATIONAL),
+                    f"{digits[:3]}-{digits[3:6]}-{digits[6:]}",
+                    f"{digits[:3]}.{digits[3:6]}.{digits[6:]}",
+                    f"+1 ({digits[:3]}) {digits[3:6]}-{digits[6:]}",
+                    f"1-{digits[:3]}-{digits[3:6]}-{digits[6:]}",
+                    phonenumbers.format_number(number, fmt.E164),
+                )
+            )
         elif region in ("GB", "DE", "FR", "IN", "BR") and self.r.random() < 0.3:
             text = phonenumbers.format_number(number, fmt.NATIONAL)
         else:
-            text = self.r.choice((phonenumbers.format_number(number, fmt.INTERNATIONAL),
-                                  phonenumbers.format_number(number, fmt.INTERNATIONAL),
-                                  phonenumbers.format_number(number, fmt.E164)))
+            text = self.r.choice(
+                (
+                    phonenumbers.format_number(number, fmt.INTERNATIONAL),
+                    phonenumbers.format_number(number, fmt.INTERNATIONAL),
+                    phonenumbers.format_number(number, fmt.E164),
+                )
+            )
         return f"[[PHONE_NUMBER|{text}]]"
 
     def ssn(self) -> str:
@@ -320,11 +453,19 @@ class Gen:
         def letters(n: int) -> str:
             return "".join(r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(n))
 
-        country, bban = r.choice((
-            ("DE", digits(18)), ("GB", letters(4) + digits(14)), ("FR", digits(23)),
-            ("ES", digits(20)), ("NL", letters(4) + digits(10)), ("IT", letters(1) + digits(22)),
-            ("CH", digits(17)), ("BE", digits(12)), ("IE", letters(4) + digits(14)),
-        ))
+        country, bban = r.choice(
+            (
+                ("DE", digits(18)),
+                ("GB", letters(4) + digits(14)),
+                ("FR", digits(23)),
+                ("ES", digits(20)),
+                ("NL", letters(4) + digits(10)),
+                ("IT", letters(1) + digits(22)),
+                ("CH", digits(17)),
+                ("BE", digits(12)),
+                ("IE", letters(4) + digits(14)),
+            )
+        )
         numeric = "".join(str(int(c, 36)) for c in bban + country + "00")
         iban = f"{country}{98 - int(numeric) % 97:02d}{bban}"
         if r.random() < 0.6:
@@ -340,40 +481,75 @@ class Gen:
         def a(n: int) -> str:
             return "".join(r.choice("ABCDEFGHJKLMNPRSTUVWXYZ") for _ in range(n))
 
-        value = r.choice((d(9), a(1) + d(8), a(2) + d(6), a(1) + d(7), f"C{d(2)}{a(1)}{d(2)}{a(1)}{d(2)}",
-                          d(2) + a(2) + d(5), "E" + d(8), a(2) + d(7), a(1) + d(7)))
+        value = r.choice(
+            (
+                d(9),
+                a(1) + d(8),
+                a(2) + d(6),
+                a(1) + d(7),
+                f"C{d(2)}{a(1)}{d(2)}{a(1)}{d(2)}",
+                d(2) + a(2) + d(5),
+                "E" + d(8),
+                a(2) + d(7),
+                a(1) + d(7),
+            )
+        )
         return f"[[PASSPORT|{value}]]"
 
     def dob(self) -> str:
         r = self.r
         year, month, day = r.randint(1940, 2012), r.randint(1, 12), r.randint(1, 28)
-        months = ("January", "February", "March", "April", "May", "June", "July", "August",
-                  "September", "October", "November", "December")
+        months = (
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
+        )
         mname = months[month - 1]
-        value = r.choice((f"{year}-{month:02d}-{day:02d}", f"{month:02d}/{day:02d}/{year}",
-                          f"{day:02d}.{month:02d}.{year}", f"{mname} {day}, {year}",
-                          f"{day} {mname} {year}", f"{mname[:3]} {day} {year}",
-                          f"{day}/{month}/{year}"))
+        value = r.choice(
+            (
+                f"{year}-{month:02d}-{day:02d}",
+                f"{month:02d}/{day:02d}/{year}",
+                f"{day:02d}.{month:02d}.{year}",
+                f"{mname} {day}, {year}",
+                f"{day} {mname} {year}",
+                f"{mname[:3]} {day} {year}",
+                f"{day}/{month}/{year}",
+            )
+        )
         return f"[[DATE_OF_BIRTH|{value}]]"
 
     def ip(self) -> str:
         r = self.r
-        return f"[[IP_ADDRESS|{r.choice((203, 198, 192, 81, 62, 100))}.{r.randint(0, 255)}.{r.randint(0, 255)}.{r.randint(1, 254)}]]"
+        first = r.choice((203, 198, 192, 81, 62, 100))
+        return f"[[IP_ADDRESS|{first}.{r.randint(0, 255)}.{r.randint(0, 255)}.{r.randint(1, 254)}]]"
 
 
 # Each template is used several times with fresh values. {x} slots call Gen.x(); a
 # trailing digit ({airport2}) just draws another value.
 POSITIVE_TEMPLATES = (
-    "Hi, my name is {name}. I'd like to change reservation {res} to the {travel_date} flight from {airport} to {airport2}.",
+    "Hi, my name is {name}. I'd like to change reservation {res} to the {travel_date} flight from "
+    "{airport} to {airport2}.",
     "Please charge the change fee to my Visa {card}, expiry {exp}, CVV {cvv}. The booking is {res}.",
     "You can reach me at {email} or on {phone} if anything changes with flight {flight} on {travel_date}.",
     "This is {name}, booking {res}. My phone number is {phone}, please text me the new itinerary.",
     "For the refund of {amount} please send it to my bank account, IBAN {iban}, account holder {name}.",
     "I need to add a passenger to {res}: {name}, date of birth {dob}, passport number {passport}.",
-    "The agent asked for my SSN for the PreCheck problem on {res}, it's {ssn}. Can you fix my known traveler info?",
+    "The agent asked for my SSN for the PreCheck problem on {res}, it's {ssn}. Can you fix my known "
+    "traveler info?",
     "Can you update the email on my profile {user_id} to {email}? The old one no longer works.",
-    "Card number {card} exp {exp} security code {cvv}, please use it for the upgrade on {res} instead of {pay_id}.",
-    "My daughter {name} was born on {dob}, does she still count as a child for the {airport} to {airport2} flight?",
+    "Card number {card} exp {exp} security code {cvv}, please use it for the upgrade on {res} "
+    "instead of {pay_id}.",
+    "My daughter {name} was born on {dob}, does she still count as a child for the {airport} to "
+    "{airport2} flight?",
     "Hello, {name} here. I was charged twice for {res}, my card is {card}. Please refund one of the charges.",
     "Please send the receipt for {res} to {email} and cc my assistant at {email2}.",
     "I'm stuck at {airport}, flight {flight} got cancelled. Call me back at {phone} as soon as possible!",
@@ -405,14 +581,16 @@ POSITIVE_TEMPLATES = (
     "Please add {name} (passport {passport}) and {name2} (passport {passport2}) to booking {res}.",
     "I'm {name} and my date of birth is {dob}. I can't log in to {user_id}.",
     "Call me on {phone} or my office line {phone2}, I'm available after {time}.",
-    "Send the invoice to [[EMAIL_ADDRESS|billing@{domain}]] and copy {email} please. Booking {res}, {amount}.",
+    "Send the invoice to [[EMAIL_ADDRESS|billing@{domain}]] and copy {email} please. Booking {res}, "
+    "{amount}.",
     "Hello, my SSN is {ssn} and my name is {name}, I need a copy of my 1099 for the miles.",
     "Rebook {res} onto the {time} flight and send the confirmation to {email}. Thanks, {first}.",
     "I paid with my Mastercard {card}, can you refund to IBAN {iban} instead? It's my new bank.",
 )
 
 NEGATIVE_TEMPLATES = (
-    "I need to change reservation {res}, the flight {flight} from {airport} to {airport2} on {travel_date}. My user id is {user_id}.",
+    "I need to change reservation {res}, the flight {flight} from {airport} to {airport2} on "
+    "{travel_date}. My user id is {user_id}.",
     "Please use {pay_id} to pay the {amount} difference for {res}.",
     "Can I get a refund for {res}? I paid with my credit card ending in {last4}.",
     "My flight {flight} departs at {time} from gate B{n2}, is it on time?",
@@ -466,8 +644,9 @@ def _merge_adjacent_person(markup: str) -> str:
     return re.sub(r"\[\[PERSON\|([^\]]+)\]\] \[\[PERSON\|([^\]]+)\]\]", r"[[PERSON|\1 \2]]", markup)
 
 
-def generate(data_dir: Path = DATA_DIR, *, seed: int = SEED, per_template: int = 7,
-             negatives_per_template: int = 5) -> dict[str, int]:
+def generate(
+    data_dir: Path = DATA_DIR, *, seed: int = SEED, per_template: int = 7, negatives_per_template: int = 5
+) -> dict[str, int]:
     """Write ``pii_generated.jsonl`` and ``pii_negatives.jsonl`` deterministically."""
     gen = Gen(seed)
     positives, negatives = [], []
@@ -475,18 +654,27 @@ def generate(data_dir: Path = DATA_DIR, *, seed: int = SEED, per_template: int =
         for k in range(per_template):
             markup = _merge_adjacent_person(_fill(template, gen))
             text, spans = parse_markup(markup)
-            positives.append({
-                "id": f"gen-{t_index:02d}-{k}", "text": text,
-                "spans": [{"start": s.start, "end": s.end, "label": s.label} for s in spans],
-                "source": f"template:{t_index}",
-            })
+            positives.append(
+                {
+                    "id": f"gen-{t_index:02d}-{k}",
+                    "text": text,
+                    "spans": [{"start": s.start, "end": s.end, "label": s.label} for s in spans],
+                    "source": f"template:{t_index}",
+                }
+            )
     for t_index, template in enumerate(NEGATIVE_TEMPLATES):
         for k in range(negatives_per_template):
             markup = _fill(template, gen)
             text, spans = parse_markup(markup)
             assert not spans, markup
-            negatives.append({"id": f"neg-{t_index:02d}-{k}", "text": text, "spans": [],
-                              "source": f"negative-template:{t_index}"})
+            negatives.append(
+                {
+                    "id": f"neg-{t_index:02d}-{k}",
+                    "text": text,
+                    "spans": [],
+                    "source": f"negative-template:{t_index}",
+                }
+            )
     data_dir.mkdir(parents=True, exist_ok=True)
     for name, rows in (("pii_generated.jsonl", positives), ("pii_negatives.jsonl", negatives)):
         with (data_dir / name).open("w", encoding="utf-8") as handle:
@@ -544,23 +732,29 @@ def evaluate(
                 found[gold.label] += 1
             if anyp:
                 masked[gold.label] += 1
-                chars = set()
+                chars: set[int] = set()
                 for p in anyp:
                     chars.update(range(max(p[0], gold.start), min(p[1], gold.end)))
                 if len(chars) == gold.end - gold.start:
                     covered[gold.label] += 1
             if not same:
-                misses.append({"id": record.id, "label": gold.label,
-                               "value": record.text[gold.start : gold.end],
-                               "predicted_as": sorted({p[2] for p in anyp}),
-                               "text": record.text})
+                misses.append(
+                    {
+                        "id": record.id,
+                        "label": gold.label,
+                        "value": record.text[gold.start : gold.end],
+                        "predicted_as": sorted({p[2] for p in anyp}),
+                        "text": record.text,
+                    }
+                )
         for p in preds:
             pred_n[p[2]] += 1
             if any(g.label == p[2] and _overlaps(p[0], p[1], g.start, g.end) for g in record.spans):
                 pred_ok[p[2]] += 1
             else:
-                false_positives.append({"id": record.id, "label": p[2], "value": record.text[p[0] : p[1]],
-                                        "text": record.text})
+                false_positives.append(
+                    {"id": record.id, "label": p[2], "value": record.text[p[0] : p[1]], "text": record.text}
+                )
                 if record.kind == "negative":
                     neg_fp[p[2]] += 1
         if record.kind == "negative" and preds:
@@ -571,8 +765,9 @@ def evaluate(
             identifiers += 1
             if any(_overlaps(ident.start(), ident.end(), p[0], p[1]) for p in preds):
                 identifiers_masked += 1
-                false_positives.append({"id": record.id, "label": "IDENTIFIER", "value": ident.group(),
-                                        "text": record.text})
+                false_positives.append(
+                    {"id": record.id, "label": "IDENTIFIER", "value": ident.group(), "text": record.text}
+                )
     per_label: dict[str, dict[str, Any]] = {}
     for label in LABELS:
         n = gold_n[label]
@@ -629,42 +824,140 @@ def benign_flag_rates(limit: int) -> dict[str, Any]:
             if spans:
                 flagged += 1
             by_label.update(_CANONICAL.get(s.entity_type, s.entity_type) for s in spans)
-        out[name] = {"messages": len(texts), "messages_with_a_mask": flagged,
-                     "masks_per_100_messages": {k: round(100 * v / len(texts), 2) for k, v in sorted(by_label.items())}}
+        out[name] = {
+            "messages": len(texts),
+            "messages_with_a_mask": flagged,
+            "masks_per_100_messages": {
+                k: round(100 * v / len(texts), 2) for k, v in sorted(by_label.items())
+            },
+        }
     return out
 
 
-def measure_latency(records: Sequence[Record], *, repeats: int = 5) -> dict[str, Any]:
-    """Time ``PiiLayer.check`` (in-memory vault) per message, after warm-up."""
+def thirty_word_messages(records: Sequence[Record]) -> list[str]:
+    """Build one 30-word message per record: the record, continued by another, cut at 30 words."""
+    texts = []
+    for i, record in enumerate(records):
+        words = (record.text + " " + records[(i * 7 + 3) % len(records)].text).split()
+        while len(words) < 30:
+            words += records[(i + len(words)) % len(records)].text.split()
+        texts.append(" ".join(words[:30]))
+    return texts
+
+
+def _summary(values: Sequence[float]) -> dict[str, Any]:
+    return {
+        "n": len(values),
+        "p50_ms": round(_percentile(values, 0.5), 3),
+        "p95_ms": round(_percentile(values, 0.95), 3),
+        "p99_ms": round(_percentile(values, 0.99), 3),
+        "mean_ms": round(statistics.fmean(values), 3),
+    }
+
+
+def _taubench_turns() -> list[str]:
+    path = SHARED_BENIGN / "taubench_airline_user_turns.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line)["text"] for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def measure_latency(
+    records: Sequence[Record], *, repeats: int = 5, vault_factory: Any = None
+) -> dict[str, Any]:
+    """Time ``PiiLayer.check`` per message after warm-up (wall clock and thread CPU time).
+
+    Groups: the evaluation messages as they are; the 30-word messages of
+    :func:`thirty_word_messages` (split by whether NER ran and whether PII was found);
+    the real tau-bench airline user turns when ``../shared/data`` is present. CPU time
+    is what the layer costs; wall time also includes waiting for a core on a busy host.
+    ``vault_factory(i)`` returns the vault for call ``i`` (default: a new in-memory vault).
+    """
     import gc
 
     from nodes.guards.base import GuardContext
     from nodes.guards.pii import PiiLayer, warm_up
     from nodes.guards.vault import InMemoryVault
 
+    make_vault = vault_factory or (lambda i: InMemoryVault(thread_id=f"bench-{i}"))
     warm_up()
     layer = PiiLayer()
-    for record in records[:50]:
-        layer.check(record.text, GuardContext())
-    samples: dict[str, list[float]] = defaultdict(list)
+    texts = {"eval_messages": [r.text for r in records], "words_30": thirty_word_messages(records)}
+    turns = _taubench_turns()
+    if turns:
+        texts["taubench_turns"] = turns
+    for text in texts["words_30"][:50]:
+        layer.check(text, GuardContext())
+    wall: dict[str, list[float]] = defaultdict(list)
+    cpu: dict[str, list[float]] = defaultdict(list)
     gc.collect()
+    counter = 0
     for _ in range(repeats):
-        for record in records:
-            words = len(record.text.split())
-            started = time.perf_counter()
-            result = layer.check(record.text, GuardContext(thread_id="bench", vault=InMemoryVault()))
-            elapsed = (time.perf_counter() - started) * 1000.0
-            samples["all"].append(elapsed)
-            samples[f"ner_{result.metadata.get('ner', '?')}"].append(elapsed)
-            if 25 <= words <= 35:
-                samples["words_25_35"].append(elapsed)
-    summary = {
-        key: {"n": len(vals), "p50_ms": round(_percentile(vals, 0.5), 3),
-              "p95_ms": round(_percentile(vals, 0.95), 3), "p99_ms": round(_percentile(vals, 0.99), 3),
-              "mean_ms": round(statistics.fmean(vals), 3)}
-        for key, vals in sorted(samples.items())
+        for group, items in texts.items():
+            for text in items:
+                counter += 1
+                ctx = GuardContext(thread_id="bench", vault=make_vault(counter))
+                cpu_start = time.thread_time()
+                started = time.perf_counter()
+                result = layer.check(text, ctx)
+                elapsed = (time.perf_counter() - started) * 1000.0
+                cpu_ms = (time.thread_time() - cpu_start) * 1000.0
+                keys = [group, f"{group}:ner_{result.metadata.get('ner', '?')}"]
+                if group == "words_30":
+                    keys.append(f"{group}:{'no_pii' if result.action.value == 'allow' else 'with_pii'}")
+                for key in keys:
+                    wall[key].append(elapsed)
+                    cpu[key].append(cpu_ms)
+    return {
+        "repeats": repeats,
+        "wall_ms": {k: _summary(v) for k, v in sorted(wall.items())},
+        "cpu_ms": {k: _summary(v) for k, v in sorted(cpu.items())},
     }
-    return {"repeats": repeats, "vault": "InMemoryVault", "by_group": summary}
+
+
+def measure_postgres_vault_latency(records: Sequence[Record], admin_url: str, repeats: int) -> dict[str, Any]:
+    """Same as :func:`measure_latency` with the Postgres vault, in a scratch database.
+
+    Every message gets a new thread, so every value found is an INSERT: the worst case.
+    """
+    import os
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+    from psycopg.rows import dict_row
+    from psycopg_pool import ConnectionPool
+
+    from nodes.guards.vault import VaultStore
+
+    name = f"airlock_pii_eval_{uuid.uuid4().hex[:8]}"
+    admin = make_conninfo(admin_url, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = make_conninfo(admin_url, dbname=name)
+        with psycopg.connect(url, autocommit=True) as conn:
+            migration = (ROOT / "graph" / "migrations" / "003_vault.sql").read_text("utf-8")
+            conn.execute(migration, prepare=False)  # type: ignore[arg-type]
+        pool = ConnectionPool(
+            url,
+            min_size=2,
+            max_size=2,
+            open=True,
+            kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        )
+        try:
+            store = VaultStore(pool=pool, key=os.urandom(32))
+            result = measure_latency(
+                records, repeats=repeats, vault_factory=lambda i: store.for_thread(f"bench-{i}")
+            )
+        finally:
+            pool.close()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return result
 
 
 def _fmt(value: float | None) -> str:
@@ -673,24 +966,37 @@ def _fmt(value: float | None) -> str:
 
 def print_table(result: dict[str, Any], out: Any = sys.stdout) -> None:
     """Print the per-label table."""
-    print(f"{'entity':<15}{'gold':>6}{'recall%':>9}{'masked%':>9}{'covered%':>10}{'pred':>6}"
-          f"{'precision%':>12}{'target%':>9}", file=out)
+    print(
+        f"{'entity':<15}{'gold':>6}{'recall%':>9}{'masked%':>9}{'covered%':>10}{'pred':>6}"
+        f"{'precision%':>12}{'target%':>9}",
+        file=out,
+    )
     for label, row in result["per_label"].items():
         if not row["gold"] and not row["predicted"]:
             continue
         target = row["target_recall"]
-        flag = "" if target is None or row["recall"] is None or row["recall"] >= target else "  <-- below target"
-        print(f"{label:<15}{row['gold']:>6}{_fmt(row['recall']):>9}{_fmt(row['masked_any_type']):>9}"
-              f"{_fmt(row['fully_covered']):>10}{row['predicted']:>6}{_fmt(row['precision']):>12}"
-              f"{'' if target is None else f'{100 * target:.0f}':>9}{flag}", file=out)
+        flag = (
+            "" if target is None or row["recall"] is None or row["recall"] >= target else "  <-- below target"
+        )
+        print(
+            f"{label:<15}{row['gold']:>6}{_fmt(row['recall']):>9}{_fmt(row['masked_any_type']):>9}"
+            f"{_fmt(row['fully_covered']):>10}{row['predicted']:>6}{_fmt(row['precision']):>12}"
+            f"{'' if target is None else f'{100 * target:.0f}':>9}{flag}",
+            file=out,
+        )
     micro = result["micro"]
-    print(f"{'micro':<15}{'':>6}{_fmt(micro['recall']):>9}{_fmt(micro['masked_any_type']):>9}{'':>10}{'':>6}"
-          f"{_fmt(micro['precision']):>12}", file=out)
+    print(
+        f"{'micro':<15}{'':>6}{_fmt(micro['recall']):>9}{_fmt(micro['masked_any_type']):>9}{'':>10}{'':>6}"
+        f"{_fmt(micro['precision']):>12}",
+        file=out,
+    )
     neg = result["negatives"]
     ids = result["airline_identifiers"]
-    print(f"negatives: {neg['messages_with_a_mask']}/{result['negative_records']} messages with a mask "
-          f"{neg['false_positives_by_label']}; airline identifiers masked: {ids['masked']}/{ids['seen']}",
-          file=out)
+    print(
+        f"negatives: {neg['messages_with_a_mask']}/{result['negative_records']} messages with a mask "
+        f"{neg['false_positives_by_label']}; airline identifiers masked: {ids['masked']}/{ids['seen']}",
+        file=out,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -699,13 +1005,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("command", nargs="?", default="run", choices=("run", "generate"))
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--report", type=Path, default=REPORT_PATH)
-    parser.add_argument("--threshold", type=float, default=None, help="score threshold (default: the layer's)")
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="score threshold (default: the layer's)"
+    )
     parser.add_argument("--ner", choices=("auto", "always", "never"), default="auto")
     parser.add_argument("--ner-window", type=int, default=None)
     parser.add_argument("--sweep", action="store_true", help="also compare thresholds and NER modes")
     parser.add_argument("--benign-limit", type=int, default=1500, help="0 skips the benign-corpus flag rates")
     parser.add_argument("--latency-repeats", type=int, default=5, help="0 skips latency")
     parser.add_argument("--show-errors", type=int, default=15)
+    parser.add_argument(
+        "--postgres-url",
+        default=None,
+        help="also time the layer with the Postgres vault (a scratch database is created and dropped)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "generate":
@@ -717,7 +1030,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     result = evaluate(records, score_threshold=args.threshold, ner=args.ner, ner_window=args.ner_window)
     result["eval_seconds"] = round(time.perf_counter() - started, 2)
-    print(f"{len(records)} records ({result['positive_records']} with PII, {result['negative_records']} without)")
+    print(
+        f"{len(records)} records ({result['positive_records']} with PII, "
+        f"{result['negative_records']} without)"
+    )
     print_table(result)
     for kind in ("misses", "false_positives"):
         items = result[kind]
@@ -726,26 +1042,50 @@ def main(argv: Sequence[str] | None = None) -> int:
             for item in items[: args.show_errors]:
                 extra = f" as {item['predicted_as']}" if item.get("predicted_as") else ""
                 print(f"  [{item['label']}] {item['value']!r}{extra}  <- {item['text'][:110]!r}")
+    by_split: dict[str, Any] = {}
+    for split in sorted({r.split for r in records}):
+        subset = [r for r in records if r.split == split]
+        by_split[split] = evaluate(
+            subset, score_threshold=args.threshold, ner=args.ner, ner_window=args.ner_window
+        )
+        print(f"\nsplit {split!r}: {len(subset)} records")
+        print_table(by_split[split])
     report: dict[str, Any] = {
         "description": "PII layer (nodes/guards/pii.py) on evals/data/pii_*.jsonl; see evals/pii_eval.py",
         "command": "python -m evals.pii_eval",
         "data_files": sorted(p.name for p in args.data_dir.glob("pii_*.jsonl")),
         "labels": Counter(s.label for r in records for s in r.spans),
         "result": result,
+        "by_split": {
+            k: {kk: vv for kk, vv in v.items() if kk not in ("misses", "false_positives")}
+            for k, v in by_split.items()
+        },
     }
     if args.sweep:
         sweep = []
         for ner in ("auto", "always"):
             for threshold in (0.3, 0.4, 0.5, 0.6):
                 res = evaluate(records, score_threshold=threshold, ner=ner, ner_window=args.ner_window)
-                sweep.append({"ner": ner, "threshold": threshold, "micro": res["micro"],
-                              "recall": {k: v["recall"] for k, v in res["per_label"].items()},
-                              "precision": {k: v["precision"] for k, v in res["per_label"].items()},
-                              "negative_fp_rate": res["negatives"]["message_false_positive_rate"]})
+                sweep.append(
+                    {
+                        "ner": ner,
+                        "threshold": threshold,
+                        "micro": res["micro"],
+                        "recall": {k: v["recall"] for k, v in res["per_label"].items()},
+                        "precision": {k: v["precision"] for k, v in res["per_label"].items()},
+                        "negative_fp_rate": res["negatives"]["message_false_positive_rate"],
+                    }
+                )
         for window in (3, 5, 8, 12):
             res = evaluate(records, score_threshold=args.threshold, ner="auto", ner_window=window)
-            sweep.append({"ner": "auto", "ner_window": window, "person_recall": res["per_label"]["PERSON"]["recall"],
-                          "person_precision": res["per_label"]["PERSON"]["precision"]})
+            sweep.append(
+                {
+                    "ner": "auto",
+                    "ner_window": window,
+                    "person_recall": res["per_label"]["PERSON"]["recall"],
+                    "person_precision": res["per_label"]["PERSON"]["precision"],
+                }
+            )
         report["sweep"] = sweep
         print("\nsweep:")
         for row in sweep:
@@ -755,17 +1095,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nbenign corpora (unlabelled):", json.dumps(report["benign_flag_rates"]))
     if args.latency_repeats:
         latency = measure_latency(records, repeats=args.latency_repeats)
-        latency["cpu"] = platform.processor() or platform.machine()
+        latency["vault"] = "InMemoryVault (layer cost only)"
+        latency["cpu"] = _cpu_name()
         latency["python"] = platform.python_version()
         report["latency"] = latency
-        print("\nlatency of PiiLayer.check (ms):")
-        for key, row in latency["by_group"].items():
-            print(f"  {key:<14} n={row['n']:<5} p50={row['p50_ms']:.3f}  p95={row['p95_ms']:.3f}  "
-                  f"p99={row['p99_ms']:.3f}  mean={row['mean_ms']:.3f}")
+        _print_latency("latency of PiiLayer.check, in-memory vault", latency)
+    if args.postgres_url and args.latency_repeats:
+        pg = measure_postgres_vault_latency(records, args.postgres_url, max(1, args.latency_repeats // 2))
+        pg["vault"] = "PiiVault on Postgres, a new thread per message (every value is an INSERT)"
+        report["latency_postgres_vault"] = pg
+        _print_latency("latency of PiiLayer.check, Postgres vault", pg)
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=_json_default) + "\n", "utf-8")
+    args.report.write_text(
+        json.dumps(report, indent=2, ensure_ascii=False, default=_json_default) + "\n", "utf-8"
+    )
     print(f"\nwrote {args.report}")
     return 0
+
+
+def _print_latency(title: str, latency: dict[str, Any]) -> None:
+    print(f"\n{title} (ms; wall clock | thread CPU time):")
+    for key, row in latency["wall_ms"].items():
+        c = latency["cpu_ms"][key]
+        print(
+            f"  {key:<28} n={row['n']:<5} p50={row['p50_ms']:6.3f} p95={row['p95_ms']:6.3f} "
+            f"p99={row['p99_ms']:6.3f} | cpu p50={c['p50_ms']:6.3f} p95={c['p95_ms']:6.3f}"
+        )
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _json_default(value: Any) -> Any:

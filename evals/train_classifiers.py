@@ -54,13 +54,16 @@ from nodes.guards.classifiers import (
     MODEL_NAMES,
     ClassifierLayer,
     FeatureSpec,
+    Featurizer,
     Features,
     TextClassifier,
     Thresholds,
     clear_cache,
-    featurize,
     load_classifier,
     normalise,
+    raw_blocks,
+    segments,
+    weigh,
 )
 
 __all__ = ["HEADS", "HeadConfig", "Record", "main", "train"]
@@ -72,7 +75,7 @@ DEFAULT_REPORTS_DIR = REPO / "evals" / "reports"
 DEFAULT_SEED = 20240611
 
 SPLIT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
-C_GRID = (4.0, 16.0)
+C_GRID = (4.0, 8.0, 16.0)
 SPEC = FeatureSpec()
 
 # (path relative to the corpus dir, short source name). tau-bench is read for evaluation only.
@@ -111,11 +114,13 @@ CUSTOMER_SOURCES = (
     "airline_train",
     "carriers_clean",
     "composite_benign",
+    "composite_mixed",
 )
 # Composite messages per split (scaled by the split's share): benign multi-sentence customer
 # messages, and benign context around one attack / harmful / abusive sentence.
 COMPOSITES_PER_TRAIN_SPLIT = {
     "composite_benign": 3000,
+    "composite_mixed": 3000,
     "composite_attack": 800,
     "composite_harmful": 500,
     "composite_toxic": 300,
@@ -436,7 +441,9 @@ def _pool(records: Iterable[Record], split: str, pred: Callable[[Record], bool])
 def make_composites(records: Sequence[Record], seed: int) -> list[Record]:
     """Join short turns into longer messages, per split, so length and politeness carry no label.
 
-    ``composite_benign``: 2-4 benign airline turns (SGD + hand-written). ``composite_attack`` /
+    ``composite_benign``: 2-4 benign airline turns (SGD + hand-written). ``composite_mixed``:
+    the same with BANKING77 questions and XSTest safe prompts in the pool (more question-style
+    prose; not used by the topic head). ``composite_attack`` /
     ``_harmful`` / ``_toxic``: benign turns around one short attack / harmful request / abusive
     sentence from the same split. Every part comes from one split, so nothing leaks.
     """
@@ -467,26 +474,33 @@ def make_composites(records: Sequence[Record], seed: int) -> list[Record]:
             lambda r: r.label == "toxic" and r.source in ("airline_train", "toxigen"),
         ),
     }
+    def mixed(r: Record) -> bool:
+        return benign(r) or (r.label == "benign" and r.source in ("banking77", "xstest"))
+
     out: list[Record] = []
     for split, frac in SPLIT_FRACTIONS.items():
         pool = _pool(records, split, benign)
         if len(pool) < 4:
             continue
         scale = frac / SPLIT_FRACTIONS["train"]
-        n = round(COMPOSITES_PER_TRAIN_SPLIT["composite_benign"] * scale)
-        for j in range(n):
-            rng = random.Random(f"{seed}:composite_benign:{split}:{j}")
-            parts = rng.sample(pool, rng.choice((2, 3, 3, 4)))
-            out.append(
-                Record(
-                    text=rng.choice((" ", " ", "\n")).join(parts),
-                    label="benign",
-                    source="composite_benign",
-                    group=f"composite_benign:{split}:{j}",
-                    domain="airline",
-                    split=split,
+        for source, source_pool in (
+            ("composite_benign", pool),
+            ("composite_mixed", _pool(records, split, mixed)),
+        ):
+            n = round(COMPOSITES_PER_TRAIN_SPLIT[source] * scale)
+            for j in range(n):
+                rng = random.Random(f"{seed}:{source}:{split}:{j}")
+                parts = rng.sample(source_pool, rng.choice((2, 3, 3, 4)))
+                out.append(
+                    Record(
+                        text=rng.choice((" ", " ", "\n")).join(parts),
+                        label="benign",
+                        source=source,
+                        group=f"{source}:{split}:{j}",
+                        domain="airline" if source == "composite_benign" else "mixed",
+                        split=split,
+                    )
                 )
-            )
         for source, (label, pred) in kinds.items():
             payloads = _pool(records, split, pred)
             if not payloads:
@@ -559,6 +573,8 @@ def label_topic(r: Record) -> int | None:
         return 0 if r.category == "text" else None
     if r.source == "composite_benign":
         return 0
+    if r.source == "composite_mixed":
+        return None
     if r.source in OFF_DOMAIN_SOURCES:
         if r.lang != "en" or r.label in ("injection", "jailbreak"):
             return None
@@ -581,6 +597,8 @@ class HeadConfig:
             allowed to block.
         escalate_fpr: Largest macro-averaged share of validation customer-benign messages at or
             above the escalate threshold (blocked + uncertain): the uncertain-band budget.
+        pooling: Candidate pooling modes; validation picks one jointly with C
+            ("max_segments" scores the whole text and each sentence/line, keeps the max).
     """
 
     name: str
@@ -589,6 +607,7 @@ class HeadConfig:
     boost: Mapping[str, float]
     block_fpr: float
     escalate_fpr: float
+    pooling: tuple[str, ...] = ("none", "max_segments")
 
 
 HEADS: tuple[HeadConfig, ...] = (
@@ -624,6 +643,8 @@ HEADS: tuple[HeadConfig, ...] = (
         boost={"airline_train": 4.0},
         block_fpr=0.01,
         escalate_fpr=0.05,
+        # Off-domain is a property of the whole message, not of its most off-topic sentence.
+        pooling=("none",),
     ),
 )
 
@@ -634,21 +655,69 @@ HEADS: tuple[HeadConfig, ...] = (
 
 
 class FeatureStore:
-    """Featurises each distinct text once; rows of a CSR matrix are looked up by text."""
+    """Featurises each distinct text once; rows of a CSR matrix are looked up by text.
+
+    Texts are hashed into raw (word, char) blocks first; once the IDF vector is known,
+    :meth:`finalise` weighs them with the runtime's own ``weigh`` so training features and
+    production features are computed by the same code.
+    """
 
     def __init__(self, spec: FeatureSpec) -> None:
         self.spec = spec
         self.row: dict[str, int] = {}
+        self.raw: list[Any] = []
         self.features: list[Features] = []
+        self.idf: npt.NDArray[np.float32] | None = None
 
     def add(self, texts: Iterable[str]) -> None:
         for t in texts:
             if t not in self.row:
-                self.row[t] = len(self.features)
-                self.features.append(featurize(t, self.spec))
+                self.row[t] = len(self.raw)
+                self.raw.append(raw_blocks(t, self.spec))
+                if self.idf is not None:
+                    self.features.append(weigh(self.raw[-1], self.idf))
+
+    def fit_idf(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Smoothed IDF over ``texts``: ln((1 + N) / (1 + df)) + 1, as float32."""
+        df = np.zeros(self.spec.n_features, dtype=np.int64)
+        for t in dict.fromkeys(texts):
+            (wi, _), (ci, _) = self.raw[self.row[t]]
+            df[np.unique(np.concatenate([wi, ci]))] += 1
+        n_docs = len(dict.fromkeys(texts))
+        return (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(np.float32)
+
+    def finalise(self, idf: npt.NDArray[np.float32]) -> None:
+        self.idf = idf
+        self.features = [weigh(raw, idf) for raw in self.raw]
+
+    def get(self, text: str) -> Features:
+        return self.features[self.row[text]]
+
+    def parts(self, text: str, pooled: bool) -> tuple[Features, ...]:
+        """The runtime's ``featurize_parts`` result, from the cache."""
+        if not pooled:
+            return (self.get(text),)
+        return (self.get(text), *(self.get(seg) for seg in segments(text)))
+
+    def pooled_logits(
+        self, texts: Sequence[str], coef: npt.NDArray[np.float64], intercept: float, pooled: bool
+    ) -> npt.NDArray[np.float64]:
+        """Raw logits per text, max over the whole text and its segments when ``pooled``."""
+        if not pooled:
+            return np.asarray(self.matrix(texts) @ coef + intercept, dtype=np.float64)
+        parts: list[str] = []
+        owner: list[int] = []
+        for i, t in enumerate(texts):
+            for part in (t, *segments(t)):
+                parts.append(part)
+                owner.append(i)
+        z = np.asarray(self.matrix(parts) @ coef + intercept, dtype=np.float64)
+        out = np.full(len(texts), -np.inf)
+        np.maximum.at(out, np.asarray(owner), z)
+        return out
 
     def matrix(self, texts: Sequence[str]) -> sp.csr_matrix:
-        feats = [self.features[self.row[t]] for t in texts]
+        feats = [self.get(t) for t in texts]
         indptr = np.zeros(len(feats) + 1, dtype=np.int64)
         indptr[1:] = np.cumsum([f.indices.size for f in feats])
         indices = np.concatenate([f.indices for f in feats]) if feats else np.zeros(0, np.int64)
@@ -679,20 +748,43 @@ def sample_weights(
 def fit_platt(
     z: npt.NDArray[np.float64], y: npt.NDArray[np.int64], w: npt.NDArray[np.float64]
 ) -> tuple[float, float]:
-    """Fit p = sigmoid(a*z + c) by weighted Newton-Raphson (with a tiny ridge for stability)."""
-    a, c = 1.0, 0.0
+    """Fit p = sigmoid(a*z + c) by weighted Newton-Raphson with backtracking.
+
+    A small ridge on (a, c) keeps the fit finite when validation scores are (nearly)
+    separable, where plain Newton would push ``a`` to infinity and saturate every score.
+    """
     w = w / w.sum()
+    ridge = 1e-4
+
+    def loss(a: float, c: float) -> float:
+        m = a * z + c
+        # log(1 + exp(-m)) for y=1 and log(1 + exp(m)) for y=0, computed stably.
+        ll = np.logaddexp(0.0, np.where(y == 1, -m, m))
+        return float(np.sum(w * ll)) + 0.5 * ridge * (a * a + c * c)
+
+    a, c = 1.0, 0.0
+    current = loss(a, c)
     for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-(a * z + c)))
+        p = 0.5 * (1.0 + np.tanh(0.5 * (a * z + c)))
         g = p - y
-        grad = np.array([np.sum(w * g * z) + 1e-6 * a, np.sum(w * g) + 1e-6 * c])
+        grad = np.array([np.sum(w * g * z) + ridge * a, np.sum(w * g) + ridge * c])
         s = w * p * (1.0 - p)
         hess = np.array(
-            [[np.sum(s * z * z) + 1e-6, np.sum(s * z)], [np.sum(s * z), np.sum(s) + 1e-6]]
+            [[np.sum(s * z * z) + ridge, np.sum(s * z)], [np.sum(s * z), np.sum(s) + ridge]]
         )
         step = np.linalg.solve(hess, grad)
-        a, c = a - float(step[0]), c - float(step[1])
-        if float(np.abs(step).max()) < 1e-10:
+        t = 1.0
+        while t > 1e-6:
+            na, nc = a - t * float(step[0]), c - t * float(step[1])
+            new = loss(na, nc)
+            if new <= current:
+                break
+            t *= 0.5
+        else:
+            break
+        done = current - new < 1e-12
+        a, c, current = na, nc, new
+        if done:
             break
     return a, c
 
@@ -725,7 +817,7 @@ def threshold_for_macro_rate(groups: Sequence[npt.NDArray[np.float64]], rate: fl
 
 def score_all(clf: TextClassifier, store: FeatureStore, texts: Sequence[str]) -> npt.NDArray[np.float64]:
     """Score through the runtime code path, so reported numbers are what production computes."""
-    return np.array([clf.score_features(store.features[store.row[t]]) for t in texts])
+    return np.array([clf.score_parts(store.parts(t, clf.pooled)) for t in texts])
 
 
 def _r(x: float, nd: int = 4) -> float:
@@ -827,7 +919,12 @@ class HeadResult:
 
 
 def train_head(
-    cfg: HeadConfig, records: Sequence[Record], store: FeatureStore, seed: int, log: Callable[[str], None]
+    cfg: HeadConfig,
+    records: Sequence[Record],
+    store: FeatureStore,
+    featurizer: Featurizer,
+    seed: int,
+    log: Callable[[str], None],
 ) -> HeadResult:
     rows: dict[str, list[tuple[Record, int]]] = {"train": [], "val": [], "test": []}
     for r in records:
@@ -852,7 +949,6 @@ def train_head(
     va_texts, y_va, src_va = arrays("val")
     te_texts, y_te, src_te = arrays("test")
     x_tr = store.matrix(tr_texts)
-    x_va = store.matrix(va_texts)
     w_tr = sample_weights(y_tr, src_tr, cfg.boost)
     w_va = sample_weights(y_va, src_va, cfg.boost)
     w_te = sample_weights(y_te, src_te, cfg.boost)
@@ -866,44 +962,64 @@ def train_head(
         cust_groups = [np.flatnonzero(y_va == 0)]
 
     grid: dict[str, Any] = {}
-    best: tuple[float, float, float] | None = None
+    best: tuple[float, float, float, int] | None = None
     best_model: LogisticRegression | None = None
+    best_pooling = cfg.pooling[0]
     for c in C_GRID:
         t0 = time.perf_counter()
         model = LogisticRegression(
             C=c, solver="liblinear", dual=True, max_iter=2000, tol=1e-4, random_state=seed
         )
         model.fit(x_tr, y_tr, sample_weight=w_tr)
-        z = x_va @ model.coef_.ravel() + model.intercept_[0]
-        t_block = threshold_for_macro_rate([z[g] for g in cust_groups], cfg.block_fpr)
-        recall = float(np.mean(z[y_va == 1] >= t_block))
-        ap = float(average_precision_score(y_va, z, sample_weight=w_va))
-        grid[str(c)] = {"val_recall_at_block_fpr": _r(recall), "val_weighted_ap": _r(ap)}
-        log(f"  {cfg.name}: C={c:g} recall@{cfg.block_fpr:.1%}FPR={recall:.4f} wAP={ap:.4f} "
-            f"({time.perf_counter() - t0:.1f}s)")
-        key = (recall, ap, -c)
-        if best is None or key > best:
-            best, best_model = key, model
+        for pooling in cfg.pooling:
+            z = store.pooled_logits(
+                va_texts, model.coef_.ravel(), float(model.intercept_[0]), pooling != "none"
+            )
+            t_block = threshold_for_macro_rate([z[g] for g in cust_groups], cfg.block_fpr)
+            recall = float(np.mean(z[y_va == 1] >= t_block))
+            ap = float(average_precision_score(y_va, z, sample_weight=w_va))
+            grid[f"C={c:g},pooling={pooling}"] = {
+                "val_recall_at_block_fpr": _r(recall),
+                "val_weighted_ap": _r(ap),
+            }
+            log(f"  {cfg.name}: C={c:g} pooling={pooling} recall@{cfg.block_fpr:.2%}FPR="
+                f"{recall:.4f} wAP={ap:.4f} ({time.perf_counter() - t0:.1f}s)")
+            key = (recall, ap, -c, -len(pooling))
+            if best is None or key > best:
+                best, best_model, best_pooling = key, model, pooling
     assert best_model is not None
     coef = best_model.coef_.ravel().astype(np.float64)
     intercept = float(best_model.intercept_[0])
     chosen_c = float(best_model.C)
+    pooled = best_pooling != "none"
 
     # Platt scaling on the validation split, folded into the linear model.
-    z_va = x_va @ coef + intercept
-    a, c0 = fit_platt(np.asarray(z_va, dtype=np.float64), y_va, w_va)
+    # max(a*z_i + c) == a*max(z_i) + c for a > 0, so calibrating the pooled logit folds too.
+    z_va = store.pooled_logits(va_texts, coef, intercept, pooled)
+    a, c0 = fit_platt(z_va, y_va, w_va)
     weights = (coef * a).astype(np.float32)
     bias = float(np.float32(intercept * a + c0))
+    pooling = best_pooling
     provisional = TextClassifier(
-        name=cfg.name, weights=weights, bias=bias, spec=store.spec,
-        thresholds=Thresholds(block=1.0, escalate=1.0),
+        name=cfg.name, weights=weights, bias=bias, featurizer=featurizer,
+        thresholds=Thresholds(block=1.0, escalate=1.0), pooling=pooling,
     )
     s_va = score_all(provisional, store, va_texts)
     neg_ref = [s_va[g] for g in cust_groups]
     t_block = min(1.0, max(threshold_for_macro_rate(neg_ref, cfg.block_fpr), MIN_BLOCK))
     t_esc = max(threshold_for_macro_rate(neg_ref, cfg.escalate_fpr), MIN_ESCALATE)
     th = Thresholds(block=_r(t_block), escalate=_r(min(t_esc, t_block)))
-    clf = TextClassifier(name=cfg.name, weights=weights, bias=bias, spec=store.spec, thresholds=th)
+    clf = TextClassifier(
+        name=cfg.name, weights=weights, bias=bias, featurizer=featurizer, thresholds=th,
+        pooling=pooling,
+    )
+    # Refuse to ship a degenerate head (e.g. a calibration that saturated every score).
+    val_recall = float(np.mean(s_va[y_va == 1] >= th.escalate))
+    if th.block >= 0.999 or val_recall < 0.8 or not 0.0 < a < 1e4:
+        raise RuntimeError(
+            f"{cfg.name}: degenerate head (thresholds {th}, validation recall at escalate "
+            f"{val_recall:.3f}, Platt slope {a:.3g}); refusing to write artefacts"
+        )
     s_te = score_all(clf, store, te_texts)
 
     def counts(split: str) -> dict[str, dict[str, int]]:
@@ -916,6 +1032,7 @@ def train_head(
     meta = {
         "training": {
             "C": chosen_c,
+            "pooling_selected": best_pooling,
             "c_grid": grid,
             "solver": "sklearn LogisticRegression(solver='liblinear', dual=True, L2)",
             "sample_weights": "class-balanced; within a class, source share ~ sqrt(n) * boost",
@@ -962,10 +1079,24 @@ def _npy_bytes(arr: npt.NDArray[np.float32]) -> bytes:
     return buf.getvalue()
 
 
-def write_artefacts(results: Sequence[HeadResult], out_dir: Path, provenance: Mapping[str, Any]) -> dict[str, str]:
-    """Write ``<head>.npy`` + ``<head>.json`` atomically; return file name -> sha256."""
+def _write(out_dir: Path, name: str, payload: bytes) -> str:
+    tmp = out_dir / f".{name}.tmp"
+    tmp.write_bytes(payload)
+    os.replace(tmp, out_dir / name)
+    return hashlib.sha256(payload).hexdigest()
+
+
+def write_artefacts(
+    results: Sequence[HeadResult],
+    featurizer: Featurizer,
+    out_dir: Path,
+    provenance: Mapping[str, Any],
+) -> dict[str, str]:
+    """Write ``idf.npy`` and ``<head>.npy`` + ``<head>.json`` atomically; return name -> sha256."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    digests: dict[str, str] = {}
+    assert featurizer.idf is not None
+    digests: dict[str, str] = {"idf.npy": _write(out_dir, "idf.npy", _npy_bytes(featurizer.idf))}
+    assert digests["idf.npy"] == featurizer.idf_sha256
     for res in results:
         npy = _npy_bytes(res.weights)
         npy_sha = hashlib.sha256(npy).hexdigest()
@@ -974,7 +1105,15 @@ def write_artefacts(results: Sequence[HeadResult], out_dir: Path, provenance: Ma
             "name": res.config.name,
             "description": res.config.description,
             "score": "calibrated probability of the positive class at a class-balanced prior",
-            "features": res.classifier.spec.to_dict(),
+            "features": {
+                **res.classifier.spec.to_dict(),
+                "idf": {
+                    "file": "idf.npy",
+                    "sha256": featurizer.idf_sha256,
+                    "formula": "ln((1 + N) / (1 + df)) + 1 over the distinct training-split "
+                    "texts of every head",
+                },
+            },
             "weights": {
                 "file": f"{res.config.name}.npy",
                 "dtype": "float32 (little-endian .npy, no pickle)",
@@ -983,6 +1122,9 @@ def write_artefacts(results: Sequence[HeadResult], out_dir: Path, provenance: Ma
                 "nonzero": int(np.count_nonzero(res.weights)),
             },
             "bias": res.bias,
+            "pooling": res.classifier.pooling,
+            "pooling_doc": "max_segments: logit = max over the whole text and each sentence/line "
+            "(nodes.guards.classifiers.segments, at most MAX_SEGMENTS); none: whole text only",
             "thresholds": {
                 "block": res.classifier.thresholds.block,
                 "escalate": res.classifier.thresholds.escalate,
@@ -990,12 +1132,11 @@ def write_artefacts(results: Sequence[HeadResult], out_dir: Path, provenance: Ma
             **res.meta,
             "provenance": provenance,
         }
-        for name, payload in ((f"{res.config.name}.npy", npy), (f"{res.config.name}.json", _json_bytes(meta))):
-            tmp = out_dir / f".{name}.tmp"
-            tmp.write_bytes(payload)
-            os.replace(tmp, out_dir / name)
-            digests[name] = hashlib.sha256(payload).hexdigest()
-    return digests
+        digests[f"{res.config.name}.npy"] = _write(out_dir, f"{res.config.name}.npy", npy)
+        digests[f"{res.config.name}.json"] = _write(
+            out_dir, f"{res.config.name}.json", _json_bytes(meta)
+        )
+    return dict(sorted(digests.items()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1171,15 +1312,15 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         "## Thresholds and held-out test split",
         "",
-        "| head | C | block | escalate | test AUC | test AP | recall@block | recall@escalate | "
-        "FPR@block (all neg) | customer-benign block / uncertain | ECE |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| head | C | pooling | block | escalate | test AUC | test AP | recall@block | "
+        "recall@escalate | FPR@block (all neg) | customer-benign block / uncertain | ECE |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, h in report["heads"].items():
         t = h["metrics"]["test"]
         cb = t["customer_benign"]
         lines.append(
-            f"| {name} | {h['C']:g} | {h['thresholds']['block']} | {h['thresholds']['escalate']} | "
+            f"| {name} | {h['C']:g} | {h['pooling']} | {h['thresholds']['block']} | {h['thresholds']['escalate']} | "
             f"{t['roc_auc']} | {t['average_precision']} | {t['recall_at_block']} | "
             f"{t['recall_at_escalate']} | {t['fpr_at_block']} | {cb['block']} / {cb['escalate']} "
             f"(n={cb['n']}) | {t['calibration']['ece']} |"
@@ -1290,8 +1431,14 @@ def train(
     t0 = time.perf_counter()
     store = FeatureStore(SPEC)
     store.add(r.text for r in records if r.split in ("train", "val", "test"))
+    idf = store.fit_idf([r.text for r in records if r.split == "train"])
+    store.finalise(idf)
+    store.add(seg for r in records if r.split in ("val", "test") for seg in segments(r.text))
+    featurizer = Featurizer(
+        spec=SPEC, idf=idf, idf_sha256=hashlib.sha256(_npy_bytes(idf)).hexdigest()
+    )
     t_feat = time.perf_counter() - t0
-    log(f"featurised {len(store.features)} distinct texts in {t_feat:.1f}s")
+    log(f"featurised {len(store.raw)} distinct texts in {t_feat:.1f}s")
 
     data_files = {rel: sha256_file(data_dir / rel) for rel, _ in CORPUS_FILES}
     for name in ("airline_train.jsonl", "synthetic.json", "airline_eval.jsonl"):
@@ -1309,9 +1456,9 @@ def train(
     # One BLAS thread: identical floating-point summation order on every machine.
     with threadpool_limits(limits=1):
         for cfg in HEADS:
-            results.append(train_head(cfg, records, store, seed, log))
+            results.append(train_head(cfg, records, store, featurizer, seed, log))
     t_fit = time.perf_counter() - t0
-    digests = write_artefacts(results, out_dir, provenance)
+    digests = write_artefacts(results, featurizer, out_dir, provenance)
     t_total = time.perf_counter() - t_start
     log(f"wrote {len(digests)} files to {out_dir} ({t_total:.1f}s)")
 
@@ -1320,6 +1467,7 @@ def train(
         "heads": {
             r.config.name: {
                 "C": r.meta["training"]["C"],
+                "pooling": r.classifier.pooling,
                 "thresholds": {"block": r.classifier.thresholds.block,
                                "escalate": r.classifier.thresholds.escalate},
                 "counts": r.meta["training"]["counts"],

@@ -40,30 +40,28 @@ def build_graph(
     """
     chat_model = model if model is not None else services.model
     policy = services.policy
-    builder = StateGraph(AirlockState, context_schema=AirlockContext, input_schema=InputState)
-    builder.add_node(
-        "guard_input",
-        InputGuard(
+    # Node objects are callables with (state, config, runtime) signatures; typed as Any
+    # because StateGraph's overloads only describe plain functions.
+    nodes: dict[str, Any] = {
+        "guard_input": InputGuard(
             pipeline=services.input_pipeline, audit=services.audit,
             uncertain_action=policy.guards.uncertain_action, vault_for=services.vault_for,
             review_uncertain=services.review_uncertain,
         ),
-    )
-    builder.add_node("respond_refusal", respond_refusal_factory(policy.guards.refusal_message))
-    builder.add_node("call_model", CallModel(model=chat_model, tools=services.domain.model_tools()))
-    builder.add_node(
-        "guard_tool_call",
-        ToolGuard(
+        "respond_refusal": respond_refusal_factory(policy.guards.refusal_message),
+        "call_model": CallModel(model=chat_model, tools=services.domain.model_tools()),
+        "guard_tool_call": ToolGuard(
             policy=policy, domain=services.domain, audit=services.audit,
             idempotency=services.idempotency, breakers=services.breakers, redact=services.redact,
             reviewer=services.reviewer, scan_result=services.scan_tool_result,
         ),
-    )
-    builder.add_node(
-        "guard_output",
-        OutputGuard(pipeline=services.output_pipeline, audit=services.audit,
-                    vault_for=services.vault_for),
-    )
+        "guard_output": OutputGuard(
+            pipeline=services.output_pipeline, audit=services.audit, vault_for=services.vault_for
+        ),
+    }
+    builder = StateGraph(AirlockState, context_schema=AirlockContext, input_schema=InputState)
+    for node_name, node in nodes.items():
+        builder.add_node(node_name, node)
     builder.add_edge(START, "guard_input")
     builder.add_conditional_edges("guard_input", route_after_input, ["respond_refusal", "call_model"])
     builder.add_edge("respond_refusal", END)

@@ -13,10 +13,25 @@ __all__ = ["Domain", "ToolSpecLike"]
 class ToolSpecLike(Protocol):
     """What the graph needs to know about one tool."""
 
-    name: str
-    description: str
-    args_schema: type[BaseModel]
-    write: bool
+    @property
+    def name(self) -> str:
+        """Return the tool name."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """Return the description the model sees."""
+        ...
+
+    @property
+    def args_schema(self) -> type[BaseModel]:
+        """Return the pydantic model that validates arguments."""
+        ...
+
+    @property
+    def write(self) -> bool:
+        """Return True when the tool changes data or moves money."""
+        ...
 
 
 class Domain(Protocol):

@@ -176,7 +176,8 @@ class Escalation(_Strict):
     timeout_action: Literal["reject", "approve"] = Field(default="reject", alias="timeoutAction")
     description: str = "This case needs a human reviewer."
     allowed_decisions: list[Literal["approve", "edit", "reject"]] = Field(
-        default_factory=lambda: ["approve", "edit", "reject"], alias="allowedDecisions"
+        default_factory=lambda: ["approve", "edit", "reject"],  # type: ignore[arg-type]
+        alias="allowedDecisions",
     )
 
     _v_when = field_validator("when")(classmethod(lambda cls, v: _compile(v)))

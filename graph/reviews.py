@@ -101,7 +101,8 @@ def parse_review_resume(value: Any, *, tool: str, allowed: Sequence[str]) -> Rev
             return "an edit cannot change the tool"
         return ReviewDecision(action="edit", reviewer=reviewer, args=dict(edited["args"]),
                               message=str(first.get("message", "")))
-    return ReviewDecision(action=kind, reviewer=reviewer, message=str(first.get("message", "")))
+    action: Literal["approve", "reject"] = "approve" if kind == "approve" else "reject"
+    return ReviewDecision(action=action, reviewer=reviewer, message=str(first.get("message", "")))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,10 +145,12 @@ class ReviewStore:
             row = conn.execute("SELECT * FROM reviews WHERE review_id = %s", (review_id,)).fetchone()
         return None if row is None else dict(row)  # type: ignore[call-overload]
 
-    def list(self, *, assignees: Sequence[str] | None = None, status: str | None = "pending",
+    def find(
+        self, *, assignees: Sequence[str] | None = None, status: str | None = "pending",
              thread_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         """List reviews, oldest due first."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if status is not None:
             where.append("status = %s")
             params.append(status)

@@ -157,7 +157,8 @@ class AirlockServices:
         try:
             migrate(pool)
             ensure_loaded(pool)
-            domain: Domain = (domain_factory or AirlineDomain.from_pool)(pool=pool)
+            factory: Callable[..., Domain] = domain_factory or AirlineDomain.from_pool
+            domain = factory(pool=pool)
             policy = load_policy(settings.policy_path or POLICY_PATH, known_tools=domain.tools)
             services = cls(
                 settings=settings, pool=pool, policy=policy, domain=domain,

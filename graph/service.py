@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
 from graph.builder import build_graph
 from graph.context import AirlockContext
-from graph.runtime import AirlockServices
 from graph.reviews import REVIEWER_ROLE, StaleReviewError, sign_decision, sweeper_id
+from graph.runtime import AirlockServices
 from nodes.guardrails.confirm import parse_confirmation_text
+from nodes.tracing import tracing_callbacks
 
 __all__ = ["AirlockApp", "NotAllowedError", "PendingInterrupt", "StaleReviewError", "TurnResult"]
 
@@ -74,6 +76,7 @@ class AirlockApp:
         self.graph = build_graph(
             services=services, model=model, checkpointer=services.checkpointer()
         )
+        self._callbacks = tracing_callbacks()
 
     # -- threads --------------------------------------------------------------------------
     def new_thread(self, *, user_id: str, title: str = "") -> str:
@@ -128,8 +131,11 @@ class AirlockApp:
             )
 
     # -- state ----------------------------------------------------------------------------
-    def _config(self, thread_id: str) -> dict[str, Any]:
-        return {"configurable": {"thread_id": thread_id}, "recursion_limit": RECURSION_LIMIT}
+    def _config(self, thread_id: str) -> RunnableConfig:
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}, "recursion_limit": RECURSION_LIMIT}
+        if self._callbacks:
+            config["callbacks"] = self._callbacks
+        return config
 
     def _snapshot(self, thread_id: str) -> Any:
         return self.graph.get_state(self._config(thread_id))
@@ -172,7 +178,7 @@ class AirlockApp:
         if store is None:
             return
         live = {i.id for i in snapshot.interrupts}
-        for row in store.list(thread_id=thread_id, status="pending"):
+        for row in store.find(thread_id=thread_id, status="pending"):
             if row["interrupt_id"] not in live:
                 store.mark_stale(row["review_id"])
 
@@ -248,7 +254,7 @@ class AirlockApp:
         """List review cases assigned to any of the reviewer's roles, by due time."""
         self._require_reviewer(roles)
         assert self.services.reviews is not None
-        return list(self.services.reviews.list(assignees=list(roles), status=status))
+        return list(self.services.reviews.find(assignees=list(roles), status=status))
 
     def get_review(self, review_id: str, *, roles: Sequence[str]) -> dict[str, Any]:
         """Return one case with its (masked) conversation."""

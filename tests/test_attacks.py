@@ -7,7 +7,6 @@ from langchain_core.messages import AIMessage
 from langgraph.types import Command
 
 from graph.context import AirlockContext
-
 from tests.helpers import (
     BASIC_RES,
     BASIC_USER,

@@ -208,7 +208,7 @@ def test_timed_out_review_takes_its_timeout_action_once_with_two_sweepers(databa
             other.close()
         assert sum(counts) == 3
         for thread in threads:
-            row = services.reviews.list(thread_id=thread, status=None)[0]
+            row = services.reviews.find(thread_id=thread, status=None)[0]
             assert row["status"] == "expired" and row["reviewer"] == "system:timeout"
             assert audit_types(services, thread).count("escalation.expired") == 1
             assert tool_payloads(app.messages(thread))[-1]["status"] == "rejected_by_reviewer"

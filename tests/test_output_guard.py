@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -290,6 +291,8 @@ def test_allowed_urls(url: str) -> None:
         "https://exаmple-air.com/",  # Cyrillic a: an IDN homograph
         "https://xn--exmple-air-4sh.com/",
         "https://exa%6dple-air.com.evil.net/",
+        "https://evil.com%2F.example-air.com/",
+        "https://evil.com%40.example-air.com/",
         "https://ex\tample-air.com.evil.net/",
         "https://example-air。com.evil.net/",
         "http://2130706433/",
@@ -340,8 +343,13 @@ def test_output_regexes_are_fast_on_adversarial_input() -> None:
         "](" + " " * 100_000,
         "<" * 100_000,
         "&#" * 50_000,
+        "[a](" * 25_000,
+        "[a](" + "(a" * 40_000,
+        "](" * 50_000,
+        "<a href=x>" * 10_000,
+        "www." * 25_000,
     ]
-    layers = [SanitizeGuard(), UrlAllowlist(allow=ALLOW), SchemaGuard(schema=SCHEMA)]
+    layers: list[Any] = [SanitizeGuard(), UrlAllowlist(allow=ALLOW), SchemaGuard(schema=SCHEMA)]
     for text in nasty:
         for layer in layers:
             start = time.perf_counter()
@@ -446,3 +454,11 @@ def test_guards_are_registered_under_their_names() -> None:
                       ("sanitize", SanitizeGuard), ("url_allowlist", UrlAllowlist),
                       ("tool_result_injection", ToolResultInjection)]:
         assert type(create_guard(name)) is cls
+
+
+def test_links_with_nested_brackets_are_checked_too() -> None:
+    nested = "See [the [new] portal](https://evil.com/x) and [a [b]](javascript:alert(1))."
+    url = UrlAllowlist(allow=ALLOW).check(nested, OUT)
+    assert "evil.com" not in (url.text or "")
+    clean = SanitizeGuard().check(nested, OUT)
+    assert "javascript" not in (clean.text or "")

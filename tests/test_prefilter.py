@@ -92,6 +92,7 @@ EVASIONS: dict[str, Callable[[str], str]] = {
     "hex": lambda p: "hex payload " + p.encode().hex(),
     "hex_escapes": lambda p: "".join(f"\\x{b:02x}" for b in p.encode()),
     "rot13": lambda p: codecs.encode(p, "rot13"),
+    "reversed": lambda p: p[::-1],
     "url_encoding": lambda p: "".join(f"%{b:02X}" for b in p.encode()),
     "double_url_encoding": lambda p: "".join(f"%25{b:02X}" for b in p.encode()),
     "html_entities": lambda p: "".join(f"&#{ord(c)};" for c in p),
@@ -193,6 +194,11 @@ def test_spaced_out_letters_are_collapsed_for_later_layers(prefilter: PreFilter)
 def test_zero_width_characters_are_stripped(prefilter: PreFilter) -> None:
     result = prefilter.check("Change my se\u200bat to 12\u200dA", CTX)
     assert (result.action, result.text) == (Action.MODIFY, "Change my seat to 12A")
+
+
+def test_zero_width_joiner_inside_emoji_is_kept(prefilter: PreFilter) -> None:
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    assert prefilter.check(f"Family trip {family} to Rome", CTX).action is Action.ALLOW
 
 
 def test_genuine_cyrillic_words_are_not_folded() -> None:

@@ -7,11 +7,11 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
-from nodes.guards.base import Action, GuardContext
+from nodes.guards.base import Action, GuardContext, GuardResult, register_guard
 from nodes.guards.pipeline import GuardPipeline, LayerSpec
 from nodes.guards.safety import (
     LLAMA_GUARD_3_CATEGORIES,
@@ -20,6 +20,17 @@ from nodes.guards.safety import (
     build_llama_guard_prompt,
     parse_llama_guard_verdict,
 )
+
+
+@register_guard("test_escalate_always")
+class _AlwaysEscalate:
+    """A layer that always escalates, to drive the resolver in pipeline tests."""
+
+    name: ClassVar[str]
+
+    def check(self, text: str, ctx: GuardContext) -> GuardResult:
+        return GuardResult(action=Action.ESCALATE, layer=self.name, reason="uncertain:test")
+
 
 CANNED = {
     "bomb": "unsafe\nS9",
@@ -219,17 +230,3 @@ def test_parse_and_validation() -> None:
         SafetyClassifier(endpoint="http://a", base_url="http://b")
     with pytest.raises(ValueError):
         SafetyClassifier(uncertain_action="maybe")  # type: ignore[arg-type]
-
-
-# A tiny layer that always escalates, to drive the resolver in pipeline tests.
-from typing import ClassVar  # noqa: E402
-
-from nodes.guards.base import GuardResult, register_guard  # noqa: E402
-
-
-@register_guard("test_escalate_always")
-class _AlwaysEscalate:
-    name: ClassVar[str]
-
-    def check(self, text: str, ctx: GuardContext) -> GuardResult:
-        return GuardResult(action=Action.ESCALATE, layer=self.name, reason="uncertain:test")

@@ -354,7 +354,7 @@ def test_render_messages_inline_decisions() -> None:
     assert waiting["metadata"]["status"] == "pending"
     assert describe_decision({"stage": "input", "layer": "pii", "action": "modify", "reason": "EMAIL"}) == \
         "modified by pii: EMAIL"
-    assert decision_rows(decisions)[0] == ["tool get_reservation_details", "pre-tool", "allow", ""]
+    assert decision_rows(decisions)[0] == ["get_reservation_details", "pre-tool", "allow", ""]
     assert thread_label({"title": "Add bags", "pending": ["confirm"]}).startswith("⏸")
     label = thread_label({"title": "", "pending": ["review"]})
     assert label == "⏳ waiting for a reviewer · New conversation"

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -39,10 +39,7 @@ EMAIL = "maria.gonzalez@example.com"
 
 
 def _admin_url() -> str:
-    url = os.environ.get("DATABASE_URL") or DEFAULT_ADMIN_URL
-    params = conninfo_to_dict(url)
-    params["dbname"] = "postgres"
-    return make_conninfo(**params)
+    return make_conninfo(os.environ.get("DATABASE_URL") or DEFAULT_ADMIN_URL, dbname="postgres")
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +53,7 @@ def database_url() -> Iterator[str]:
     name = f"airlock_vault_{uuid.uuid4().hex[:10]}"
     with admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(admin_url)
-    params["dbname"] = name
-    url = make_conninfo(**params)
+    url = make_conninfo(admin_url, dbname=name)
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             for path in sorted(MIGRATIONS.glob("*.sql")):
@@ -66,9 +61,7 @@ def database_url() -> Iterator[str]:
         yield url
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _open_pool(url: str) -> ConnectionPool:
@@ -205,10 +198,10 @@ def test_values_are_encrypted_at_rest(store: VaultStore, pool: ConnectionPool, k
     secret = "X98765432"
     placeholder = vault.put("PASSPORT", secret)
     vault.put("EMAIL_ADDRESS", EMAIL)
-    with pool.connection() as conn:
-        rows = conn.execute(
-            "SELECT thread_id, placeholder, entity_type, value_hmac, ciphertext, created_at::text AS created_at "
-            "FROM pii_vault WHERE thread_id = %s",
+    with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT thread_id, placeholder, entity_type, value_hmac, ciphertext, "
+            "created_at::text AS created_at FROM pii_vault WHERE thread_id = %s",
             (thread,),
         ).fetchall()
     assert len(rows) == 2
@@ -249,8 +242,8 @@ def test_threads_are_isolated(store: VaultStore, pool: ConnectionPool) -> None:
     assert vault_b.get(placeholder) is None
     assert vault_b.resolve(f"ssn {placeholder}") == f"ssn {placeholder}"
     assert vault_b.put("US_SSN", "536-22-1234") == "<US_SSN_1>"  # its own numbering
-    with pool.connection() as conn:
-        hmacs = conn.execute(
+    with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        hmacs = cur.execute(
             "SELECT thread_id, value_hmac FROM pii_vault WHERE thread_id IN (%s, %s)", (a, b)
         ).fetchall()
     assert len({bytes(r["value_hmac"]) for r in hmacs}) == 2  # not linkable across threads
@@ -323,6 +316,32 @@ def test_concurrent_writers_agree(database_url: str, key: bytes, store: VaultSto
     finally:
         for p in pools:
             p.close()
+
+
+def _put_from_process(url: str, key: bytes, thread: str, values: list[str]) -> list[str]:
+    pool = _open_pool(url)
+    try:
+        vault = VaultStore(pool=pool, key=key).for_thread(thread)
+        return [vault.put("EMAIL_ADDRESS", value) for value in values]
+    finally:
+        pool.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_separate_processes_agree(database_url: str, key: bytes, store: VaultStore) -> None:
+    import multiprocessing
+
+    thread = _thread()
+    values = [f"user{i}@example.com" for i in range(6)]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(3) as procs:
+        # Every process puts the same six values, each in its own order.
+        orders = [values, list(reversed(values)), values[3:] + values[:3]]
+        results = procs.starmap(_put_from_process, [(database_url, key, thread, o) for o in orders])
+    mappings = [dict(zip(order, got, strict=True)) for order, got in zip(orders, results, strict=True)]
+    assert mappings[0] == mappings[1] == mappings[2]
+    assert sorted(mappings[0].values()) == sorted(f"<EMAIL_ADDRESS_{i}>" for i in range(1, 7))
 
 
 @pytest.mark.postgres

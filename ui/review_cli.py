@@ -104,6 +104,7 @@ def review_main(argv: Sequence[str] | None = None, *, app: Any = None) -> int:
                 if not isinstance(edited, dict):
                     print("airlock review: --args must be a JSON object", file=sys.stderr)
                     return 2
+            assert account is not None
             result = app.decide_review(review_id=args.id, reviewer=account.username, roles=roles,
                                        action=cmd, message=args.message, args=edited)
             print(json.dumps({"review_id": args.id, "decision": cmd, "reply": result.reply,

@@ -2,7 +2,7 @@
 --
 -- A row maps one placeholder such as <EMAIL_ADDRESS_1> in one conversation thread to the
 -- value the user typed. The value is stored only as AES-256-GCM ciphertext (bound to
--- thread, placeholder and entity type as associated data, so a ciphertext copied to
+-- thread, entity type and value_hmac as associated data, so a ciphertext copied to
 -- another row does not decrypt). value_hmac is HMAC-SHA256 over (thread, normalised value)
 -- with a key derived from the vault key: it lets a writer find "same value -> same
 -- placeholder" without decrypting, and it differs per thread so rows cannot be linked
@@ -22,6 +22,9 @@ CREATE TABLE pii_vault (
         CHECK (placeholder ~ '^<[A-Z][A-Z0-9_]*_[0-9]+>$'),
     CONSTRAINT pii_vault_entity_type_format CHECK (entity_type ~ '^[A-Z][A-Z0-9_]*$')
 );
+
+-- The INSERT computes the next number per (thread, entity type) from this index.
+CREATE INDEX pii_vault_thread_type_idx ON pii_vault (thread_id, entity_type);
 
 COMMENT ON TABLE pii_vault IS
     'Per-thread PII vault: placeholder -> AES-GCM ciphertext of the original value.';

@@ -13,9 +13,14 @@ and are shipped as float32 ``.npy`` weight vectors plus a JSON metadata file eac
   ever blocks when the policy sets ``block_on_topic``; by default it is a score for the record.
 
 Inference is pure numpy: normalise (NFKC, zero-width removal, lower-case, digits to ``0``,
-whitespace collapsed) -> tokens and character n-grams -> deterministic 32-bit hashes -> feature
-indices -> ``sigmoid(w[idx] @ values + b)``. Python's salted ``hash()`` is never used, so an
-index computed at training time is the index used here, on any machine and in any process.
+whitespace collapsed) -> word tokens, word 1-2-grams and word-bounded character 3-5-grams ->
+deterministic 32-bit hashes -> feature indices -> sublinear TF x IDF, L2-normalised per block ->
+``sigmoid(w[idx] @ values + b)``. The injection, toxicity and harmful heads score the whole
+text *and* each sentence/line (at most :data:`MAX_SEGMENTS`) and keep the maximum, so benign
+padding around one malicious sentence cannot dilute it away. Python's salted ``hash()`` is
+never used, so an index computed at training time is the index used here, on any machine and in
+any process. The IDF vector (``idf.npy``) is shared by every head, so the layer featurises a
+text (and its segments) once for all of them.
 """
 
 from __future__ import annotations
@@ -47,13 +52,19 @@ __all__ = [
     "MODEL_NAMES",
     "ClassifierArtefactError",
     "ClassifierLayer",
+    "MAX_SEGMENTS",
     "FeatureSpec",
+    "Featurizer",
     "Features",
     "TextClassifier",
     "Thresholds",
     "clear_cache",
     "featurize",
     "hash_char_ngrams",
+    "raw_blocks",
+    "segments",
+    "tokenize",
+    "weigh",
     "hash_word_ngrams",
     "load_classifier",
     "normalise",
@@ -66,9 +77,13 @@ MODEL_NAMES: tuple[str, ...] = ("injection", "toxicity", "harmful", "topic")
 #: The heads the layer runs when the policy does not name any.
 DEFAULT_MODELS: tuple[str, ...] = MODEL_NAMES
 #: Identifies the normaliser + tokeniser + hash below; an artefact built for another one is refused.
-FEATURIZER_ID = "airlock-hashed-ngrams-v1"
+FEATURIZER_ID = "airlock-hashed-ngrams-v2"
 #: Metadata format this module reads.
 FORMAT_VERSION = 1
+#: A pooled head scores at most this many segments (sentences or lines) besides the whole text.
+MAX_SEGMENTS = 12
+#: Pooling modes a head's metadata may name.
+POOLING_MODES = ("none", "max_segments")
 
 _REBUILD_HINT = "run `make train` (python -m evals.train_classifiers) to rebuild the artefacts"
 
@@ -85,6 +100,8 @@ _INVISIBLE = re.compile(
 _DIGIT = re.compile(r"\d")
 _SPACE = re.compile(r"\s+")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+# Sentence ends (Latin and CJK punctuation followed by space) and line breaks.
+_SEGMENT = re.compile(r"(?<=[.!?;\u3002\uff01\uff1f])\s+|\s*\n\s*")
 
 _MASK32 = 0xFFFFFFFF
 _FNV_OFFSET = 0x811C9DC5
@@ -94,6 +111,10 @@ _FNV_PRIME = 0x01000193
 _SALT_WORD1 = 0x9E3779B1
 _SALT_WORD2 = 0x85EBCA77
 _SALT_CHAR = 0xC2B2AE3D  # xor-ed with the n-gram length
+
+
+class ClassifierArtefactError(RuntimeError):
+    """Raised when a classifier artefact is missing, corrupted or incompatible."""
 
 
 def normalise(text: str) -> str:
@@ -142,16 +163,47 @@ def hash_word_ngrams(tokens: Sequence[str], n_max: int) -> npt.NDArray[np.uint32
     return np.concatenate(parts)
 
 
-def hash_char_ngrams(text: str, n_min: int, n_max: int) -> npt.NDArray[np.uint32]:
-    """Hash the character n-grams (n_min..n_max) of ``" " + text + " "`` to 32-bit values.
+def segments(text: str, max_segments: int = MAX_SEGMENTS) -> list[str]:
+    """Split ``text`` into sentences/lines for max-pooling; [] when it is a single segment.
 
+    Beyond ``max_segments`` pieces, consecutive pieces are merged into ``max_segments``
+    contiguous chunks of near-equal count, bounding the cost on long inputs.
+    """
+    parts = [p for p in _SEGMENT.split(text) if p and not p.isspace()]
+    if len(parts) <= 1:
+        return []
+    if len(parts) > max_segments:
+        k = len(parts)
+        parts = [
+            " ".join(parts[i * k // max_segments : (i + 1) * k // max_segments])
+            for i in range(max_segments)
+        ]
+    return parts
+
+
+def tokenize(normalised: str) -> list[str]:
+    """Split normalised text into word tokens and single punctuation tokens."""
+    return _TOKEN.findall(normalised)
+
+
+def hash_char_ngrams(tokens: Sequence[str], n_min: int, n_max: int) -> npt.NDArray[np.uint32]:
+    """Hash the word-bounded character n-grams (n_min..n_max) of ``tokens`` to 32-bit values.
+
+    Like scikit-learn's ``char_wb``: each token is padded with one space and n-grams never span
+    two tokens, so "e t" or "er " fragments of unrelated neighbouring words carry no weight.
     Each n-gram is FNV-1a (32-bit) over its Unicode code points, computed for every start
     position at once: after step k the array holds the FNV state of the (k+1)-grams, so one
-    pass yields every length. Each length is salted and finalised with ``fmix32``.
+    pass yields every length; n-grams with a space inside are dropped. Each length is salted
+    and finalised with ``fmix32``.
     """
-    padded = " " + text + " "
+    if not tokens:
+        return np.zeros(0, dtype=np.uint32)
+    padded = " " + " ".join(tokens) + " "
     cps = np.frombuffer(padded.encode("utf-32-le"), dtype="<u4").astype(np.uint32)
     size = cps.shape[0]
+    # seps[j] = number of spaces in padded[:j]; an n-gram at i has interior i+1 .. i+n-2.
+    seps = np.concatenate(([0], np.cumsum(cps == 32)))
+    starts = np.arange(size)
     parts: list[npt.NDArray[np.uint32]] = []
     state = np.full(size, _FNV_OFFSET, dtype=np.uint32)
     for k in range(n_max):
@@ -161,7 +213,9 @@ def hash_char_ngrams(text: str, n_min: int, n_max: int) -> npt.NDArray[np.uint32
         state = (state[:width] ^ cps[k:]) * np.uint32(_FNV_PRIME)
         n = k + 1
         if n >= n_min:
-            parts.append(_fmix32(state ^ np.uint32(_SALT_CHAR ^ n)))
+            s0 = starts[:width]
+            inside = seps[s0 + n - 1] - seps[s0 + 1] if n >= 3 else np.zeros(width, np.int64)
+            parts.append(_fmix32(state[inside == 0] ^ np.uint32(_SALT_CHAR ^ n)))
     if not parts:
         return np.zeros(0, dtype=np.uint32)
     return np.concatenate(parts)
@@ -207,10 +261,11 @@ class FeatureSpec:
             "tokens": r"re.findall(r'\w+|[^\w\s]', normalised)",
             "word_hash": "zlib.crc32(utf-8 token); bigram (h1*0x01000193)^h2; "
             "fmix32(h ^ salt)",
-            "char_hash": "FNV-1a 32-bit over the code points of ' '+normalised+' '; "
-            "fmix32(h ^ (0xC2B2AE3D ^ n))",
+            "char_ngrams_kind": "word-bounded (char_wb): over ' '+' '.join(tokens)+' ', "
+            "n-grams with an inner space dropped",
+            "char_hash": "FNV-1a 32-bit over code points; fmix32(h ^ (0xC2B2AE3D ^ n))",
             "index": "hash & (n_features - 1)",
-            "values": "per block (words, chars): 1 + ln(count), L2-normalised",
+            "values": "per block (words, chars): (1 + ln(count)) * idf[index], L2-normalised",
         }
 
     @classmethod
@@ -237,34 +292,96 @@ class Features:
     values: npt.NDArray[np.float64]
 
 
-def _block(
-    hashes: npt.NDArray[np.uint32], mask: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Turn raw hashes into (unique indices, sublinear L2-normalised values)."""
+RawBlock = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]
+
+
+def _block(hashes: npt.NDArray[np.uint32], mask: int) -> RawBlock:
+    """Turn raw hashes into (unique indices, sublinear term frequencies 1 + ln(count))."""
     if hashes.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     idx, counts = np.unique(hashes & np.uint32(mask), return_counts=True)
-    vals = 1.0 + np.log(counts.astype(np.float64))
-    vals /= math.sqrt(float(vals @ vals))
-    return idx.astype(np.int64), vals
+    return idx.astype(np.int64), 1.0 + np.log(counts.astype(np.float64))
 
 
-def featurize(text: str, spec: FeatureSpec) -> Features:
-    """Featurise ``text`` exactly as the training script did."""
-    norm = normalise(text)
+def raw_blocks(text: str, spec: FeatureSpec) -> tuple[RawBlock, RawBlock]:
+    """Return the (word, char) blocks of ``text`` before IDF weighting and normalisation."""
+    tokens = tokenize(normalise(text))
     mask = spec.n_features - 1
-    w_idx, w_val = _block(hash_word_ngrams(_TOKEN.findall(norm), spec.word_ngrams[1]), mask)
-    c_idx, c_val = _block(hash_char_ngrams(norm, *spec.char_ngrams), mask)
-    return Features(np.concatenate([w_idx, c_idx]), np.concatenate([w_val, c_val]))
+    return (
+        _block(hash_word_ngrams(tokens, spec.word_ngrams[1]), mask),
+        _block(hash_char_ngrams(tokens, *spec.char_ngrams), mask),
+    )
+
+
+def weigh(blocks: Sequence[RawBlock], idf: npt.NDArray[np.float32] | None) -> Features:
+    """Apply IDF (when given) and L2-normalise each block; concatenate into one vector."""
+    idx_parts, val_parts = [], []
+    for idx, tf in blocks:
+        if idx.size == 0:
+            continue
+        vals = tf * idf[idx] if idf is not None else tf.copy()
+        vals /= math.sqrt(float(vals @ vals))
+        idx_parts.append(idx)
+        val_parts.append(vals)
+    if not idx_parts:
+        return Features(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
+    return Features(np.concatenate(idx_parts), np.concatenate(val_parts))
+
+
+def featurize(
+    text: str, spec: FeatureSpec, idf: npt.NDArray[np.float32] | None = None
+) -> Features:
+    """Featurise ``text`` exactly as the training script did."""
+    return weigh(raw_blocks(text, spec), idf)
+
+
+class Featurizer:
+    """A feature spec plus the IDF vector it was trained with; shared by heads that agree."""
+
+    __slots__ = ("idf", "idf_sha256", "spec")
+
+    def __init__(
+        self,
+        *,
+        spec: FeatureSpec,
+        idf: npt.NDArray[np.float32] | None,
+        idf_sha256: str = "",
+    ) -> None:
+        if idf is not None:
+            if idf.dtype != np.float32 or idf.shape != (spec.n_features,):
+                raise ClassifierArtefactError(
+                    f"idf must be float32 of shape ({spec.n_features},), got {idf.dtype} "
+                    f"{idf.shape}; {_REBUILD_HINT}"
+                )
+            if not (np.isfinite(idf).all() and (idf > 0).all()):
+                raise ClassifierArtefactError(f"idf has invalid values; {_REBUILD_HINT}")
+            if idf.flags.writeable:
+                idf = idf.copy()
+                idf.setflags(write=False)
+        self.spec = spec
+        self.idf = idf
+        self.idf_sha256 = idf_sha256
+
+    @property
+    def key(self) -> tuple[FeatureSpec, str]:
+        """Identity used to share one feature vector between heads."""
+        return (self.spec, self.idf_sha256)
+
+    def featurize(self, text: str) -> Features:
+        """Return the feature vector of ``text``."""
+        return featurize(text, self.spec, self.idf)
+
+    def featurize_parts(self, text: str, *, pooled: bool) -> tuple[Features, ...]:
+        """Return the whole text's features, followed by each segment's when ``pooled``."""
+        whole = self.featurize(text)
+        if not pooled:
+            return (whole,)
+        return (whole, *(self.featurize(seg) for seg in segments(text)))
 
 
 # --------------------------------------------------------------------------------------------
 # Artefacts
 # --------------------------------------------------------------------------------------------
-
-
-class ClassifierArtefactError(RuntimeError):
-    """Raised when a classifier artefact is missing, corrupted or incompatible."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -306,7 +423,7 @@ class TextClassifier:
     instance is safely shared by every thread.
     """
 
-    __slots__ = ("_bias", "_weights", "metadata", "name", "spec", "thresholds")
+    __slots__ = ("_bias", "_weights", "featurizer", "metadata", "name", "pooling", "thresholds")
 
     def __init__(
         self,
@@ -314,31 +431,49 @@ class TextClassifier:
         name: str,
         weights: npt.NDArray[np.float32],
         bias: float,
-        spec: FeatureSpec,
+        featurizer: Featurizer,
         thresholds: Thresholds,
+        pooling: str = "none",
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        if weights.dtype != np.float32 or weights.shape != (spec.n_features,):
+        if pooling not in POOLING_MODES:
             raise ClassifierArtefactError(
-                f"classifier {name!r}: weights must be float32 of shape ({spec.n_features},), "
+                f"classifier {name!r}: unknown pooling {pooling!r}; {_REBUILD_HINT}"
+            )
+        n = featurizer.spec.n_features
+        if weights.dtype != np.float32 or weights.shape != (n,):
+            raise ClassifierArtefactError(
+                f"classifier {name!r}: weights must be float32 of shape ({n},), "
                 f"got {weights.dtype} {weights.shape}; {_REBUILD_HINT}"
             )
         if not (np.isfinite(weights).all() and math.isfinite(bias)):
             raise ClassifierArtefactError(
                 f"classifier {name!r}: non-finite weights; {_REBUILD_HINT}"
             )
-        weights = weights.copy() if weights.flags.writeable else weights
-        weights.setflags(write=False)
+        if weights.flags.writeable:
+            weights = weights.copy()
+            weights.setflags(write=False)
         self.name = name
-        self.spec = spec
+        self.featurizer = featurizer
         self.thresholds = thresholds
+        self.pooling = pooling
         self.metadata: Mapping[str, Any] = dict(metadata or {})
         self._weights = weights
         self._bias = float(bias)
 
-    def featurize(self, text: str) -> Features:
-        """Return this head's feature vector for ``text``."""
-        return featurize(text, self.spec)
+    @property
+    def spec(self) -> FeatureSpec:
+        """The feature spec this head was trained with."""
+        return self.featurizer.spec
+
+    @property
+    def pooled(self) -> bool:
+        """Whether this head max-pools over segments."""
+        return self.pooling == "max_segments"
+
+    def featurize(self, text: str) -> tuple[Features, ...]:
+        """Return the parts this head scores: the whole text, then segments if pooled."""
+        return self.featurizer.featurize_parts(text, pooled=self.pooled)
 
     def decision_function(self, features: Features) -> float:
         """Return the calibrated logit for already-computed ``features``."""
@@ -346,47 +481,97 @@ class TextClassifier:
             return self._bias
         return float(self._weights[features.indices] @ features.values) + self._bias
 
+    def pooled_logit(self, parts: Sequence[Features]) -> float:
+        """Return the logit of ``parts`` (whole text first): max over parts if pooled."""
+        if not self.pooled:
+            return self.decision_function(parts[0])
+        return max(self.decision_function(f) for f in parts)
+
+    def score_parts(self, parts: Sequence[Features]) -> float:
+        """Return the calibrated probability for already-computed ``parts``."""
+        return _sigmoid(self.pooled_logit(parts))
+
     def score_features(self, features: Features) -> float:
-        """Return the calibrated probability for already-computed ``features``."""
-        z = self.decision_function(features)
-        # Split on the sign so exp() never overflows.
-        if z >= 0:
-            return 1.0 / (1.0 + math.exp(-z))
-        e = math.exp(z)
-        return e / (1.0 + e)
+        """Return the calibrated probability of one feature vector (no pooling)."""
+        return _sigmoid(self.decision_function(features))
 
     def score(self, text: str) -> float:
         """Return the calibrated probability that ``text`` belongs to the positive class."""
-        return self.score_features(self.featurize(text))
+        return self.score_parts(self.featurize(text))
 
     def __repr__(self) -> str:
         return f"TextClassifier(name={self.name!r}, thresholds={self.thresholds})"
 
 
+def _sigmoid(z: float) -> float:
+    """Return 1 / (1 + exp(-z)), split on the sign so exp() never overflows."""
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
 _REQUIRED_META = ("format_version", "name", "features", "bias", "thresholds", "weights")
 
 
+def _read_npy(path: Path, expected_sha: str, what: str) -> npt.NDArray[Any]:
+    """Read an .npy file after checking its sha256; never unpickles."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ClassifierArtefactError(f"{what}: cannot read {path} ({exc}); {_REBUILD_HINT}") from exc
+    actual = hashlib.sha256(raw).hexdigest()
+    if actual != expected_sha:
+        raise ClassifierArtefactError(
+            f"{what}: {path} is corrupted or stale (sha256 {actual[:12]}... != "
+            f"{expected_sha[:12]}... recorded in the metadata); {_REBUILD_HINT}"
+        )
+    try:
+        # allow_pickle=False: an .npy holding Python objects is refused, never executed.
+        arr: npt.NDArray[Any] = np.load(io.BytesIO(raw), allow_pickle=False)
+    except ValueError as exc:
+        raise ClassifierArtefactError(
+            f"{what}: {path} is not a plain .npy array ({exc}); {_REBUILD_HINT}"
+        ) from exc
+    return arr
+
+
+_FEATURIZERS: dict[tuple[str, FeatureSpec, str], Featurizer] = {}
+
+
+def _featurizer(directory: Path, spec: FeatureSpec, idf_meta: Mapping[str, Any] | None) -> Featurizer:
+    """Return the (cached) featurizer for ``spec`` + the IDF file named in the metadata."""
+    if not idf_meta:
+        return Featurizer(spec=spec, idf=None)
+    sha = str(idf_meta["sha256"])
+    key = (str(directory), spec, sha)
+    feat = _FEATURIZERS.get(key)
+    if feat is None:
+        path = directory / Path(str(idf_meta["file"])).name
+        idf = _read_npy(path, sha, "idf")
+        feat = _FEATURIZERS[key] = Featurizer(spec=spec, idf=idf, idf_sha256=sha)
+    return feat
+
+
 def _read_artefact(name: str, directory: Path) -> TextClassifier:
-    """Load and verify ``<directory>/<name>.json`` + its weights file (never unpickles)."""
+    """Load and verify ``<directory>/<name>.json`` and the arrays it names."""
+    what = f"classifier {name!r}"
     meta_path = directory / f"{name}.json"
     if not meta_path.is_file():
-        raise ClassifierArtefactError(
-            f"classifier {name!r}: {meta_path} is missing; {_REBUILD_HINT}"
-        )
+        raise ClassifierArtefactError(f"{what}: {meta_path} is missing; {_REBUILD_HINT}")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ClassifierArtefactError(
-            f"classifier {name!r}: cannot read {meta_path} ({exc}); {_REBUILD_HINT}"
+            f"{what}: cannot read {meta_path} ({exc}); {_REBUILD_HINT}"
         ) from exc
     if not isinstance(meta, dict) or any(k not in meta for k in _REQUIRED_META):
         raise ClassifierArtefactError(
-            f"classifier {name!r}: {meta_path} lacks one of {list(_REQUIRED_META)}; "
-            f"{_REBUILD_HINT}"
+            f"{what}: {meta_path} lacks one of {list(_REQUIRED_META)}; {_REBUILD_HINT}"
         )
     if meta["format_version"] != FORMAT_VERSION or meta["name"] != name:
         raise ClassifierArtefactError(
-            f"classifier {name!r}: {meta_path} has format {meta['format_version']!r} / name "
+            f"{what}: {meta_path} has format {meta['format_version']!r} / name "
             f"{meta['name']!r}, expected {FORMAT_VERSION} / {name!r}; {_REBUILD_HINT}"
         )
     try:
@@ -395,36 +580,24 @@ def _read_artefact(name: str, directory: Path) -> TextClassifier:
             block=float(meta["thresholds"]["block"]),
             escalate=float(meta["thresholds"]["escalate"]),
         )
-        weights_file = str(meta["weights"]["file"])
-        expected_sha = str(meta["weights"]["sha256"])
+        weights_file = Path(str(meta["weights"]["file"])).name
+        weights_sha = str(meta["weights"]["sha256"])
         bias = float(meta["bias"])
+        pooling = str(meta.get("pooling", "none"))
+        featurizer = _featurizer(directory, spec, meta["features"].get("idf"))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ClassifierArtefactError(
-            f"classifier {name!r}: invalid metadata in {meta_path} ({exc}); {_REBUILD_HINT}"
+            f"{what}: invalid metadata in {meta_path} ({exc}); {_REBUILD_HINT}"
         ) from exc
-    weights_path = directory / Path(weights_file).name
-    try:
-        raw = weights_path.read_bytes()
-    except OSError as exc:
-        raise ClassifierArtefactError(
-            f"classifier {name!r}: cannot read {weights_path} ({exc}); {_REBUILD_HINT}"
-        ) from exc
-    actual_sha = hashlib.sha256(raw).hexdigest()
-    if actual_sha != expected_sha:
-        raise ClassifierArtefactError(
-            f"classifier {name!r}: {weights_path} is corrupted or stale (sha256 {actual_sha[:12]}"
-            f"... != {expected_sha[:12]}... recorded in {meta_path.name}); {_REBUILD_HINT}"
-        )
-    try:
-        # allow_pickle=False: an .npy holding Python objects is refused, never executed.
-        weights = np.load(io.BytesIO(raw), allow_pickle=False)
-    except ValueError as exc:
-        raise ClassifierArtefactError(
-            f"classifier {name!r}: {weights_path} is not a plain .npy array ({exc}); "
-            f"{_REBUILD_HINT}"
-        ) from exc
+    weights = _read_npy(directory / weights_file, weights_sha, what)
     return TextClassifier(
-        name=name, weights=weights, bias=bias, spec=spec, thresholds=thresholds, metadata=meta
+        name=name,
+        weights=weights,
+        bias=bias,
+        featurizer=featurizer,
+        thresholds=thresholds,
+        pooling=pooling,
+        metadata=meta,
     )
 
 
@@ -461,6 +634,7 @@ def clear_cache() -> None:
     """Forget every loaded classifier (after retraining, or in tests)."""
     with _CACHE_LOCK:
         _CACHE.clear()
+        _FEATURIZERS.clear()
 
 
 # --------------------------------------------------------------------------------------------
@@ -553,13 +727,18 @@ class ClassifierLayer:
             pool = _shared_executor()
             futures = [(c.name, pool.submit(c.score, text)) for c in self._classifiers]
             return {name: fut.result() for name, fut in futures}
-        cache: dict[FeatureSpec, Features] = {}
+        # Featurise once per featurizer (the whole text, and the segments if any head pools).
+        pooled_keys = {c.featurizer.key for c in self._classifiers if c.pooled}
+        cache: dict[tuple[FeatureSpec, str], tuple[Features, ...]] = {}
         out: dict[str, float] = {}
         for clf in self._classifiers:
-            feats = cache.get(clf.spec)
-            if feats is None:
-                feats = cache[clf.spec] = clf.featurize(text)
-            out[clf.name] = clf.score_features(feats)
+            key = clf.featurizer.key
+            parts = cache.get(key)
+            if parts is None:
+                parts = cache[key] = clf.featurizer.featurize_parts(
+                    text, pooled=key in pooled_keys
+                )
+            out[clf.name] = clf.score_parts(parts if clf.pooled else parts[:1])
         return out
 
     def check(self, text: str, ctx: GuardContext) -> GuardResult:

@@ -64,7 +64,13 @@ _INVISIBLE_RANGES = (
     (0xFFA0, 0xFFA0),
     (0x1D173, 0x1D17A),
 )
-_INVISIBLE = {cp: None for lo, hi in _INVISIBLE_RANGES for cp in range(lo, hi + 1)}
+_INVISIBLE = {
+    cp: None for lo, hi in _INVISIBLE_RANGES for cp in range(lo, hi + 1) if cp != 0x200D
+}
+# A zero-width joiner is kept only inside an emoji sequence (family, profession, flag...);
+# anywhere else it is an invisible word splitter.
+_EMOJI = "\u2600-\u27bf\ufe0f\U0001f000-\U0001faff"
+_STRAY_ZWJ = re.compile(f"(?<![{_EMOJI}])\u200d|\u200d(?![{_EMOJI}])")
 _INVISIBLE_RE = re.compile(
     "[" + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in _INVISIBLE_RANGES) + "]"
 )
@@ -326,8 +332,12 @@ def normalize(text: str, *, max_combining: int = 3, clean_min_run: int = 5) -> N
         clean = unicodedata.normalize("NFKC", clean)
         changes.append("nfkc")
     if _INVISIBLE_RE.search(clean):
-        clean = clean.translate(_INVISIBLE)
-        changes.append("invisible")
+        stripped = clean.translate(_INVISIBLE)
+        if "\u200d" in stripped:
+            stripped = _STRAY_ZWJ.sub("", stripped)
+        if stripped != clean:
+            clean = stripped
+            changes.append("invisible")
     marks = _ZALGO_MARK.findall(clean)
     if marks and (
         re.search(f"[{_ZALGO_MARKS}]{{{max_combining + 1},}}", clean)
@@ -408,9 +418,9 @@ def _hex(candidate: str) -> str | None:
 
 
 def find_payloads(text: str) -> list[tuple[str, str]]:
-    """Return the encoded payloads hidden in ``text`` as ``(kind, decoded)`` pairs.
+    r"""Return the encoded payloads hidden in ``text`` as ``(kind, decoded)`` pairs.
 
-    Kinds: ``base64`` (also URL-safe), ``hex`` (plain, ``\\x``-escaped or spaced),
+    Kinds: ``base64`` (also URL-safe), ``hex`` (plain, ``\x``-escaped or spaced),
     ``unicode_escape``, ``url`` (percent-encoding), ``html_entities``. A base64 or hex payload
     counts only if it decodes to mostly printable UTF-8 text. At most eight are returned.
     """

@@ -426,12 +426,16 @@ _DROP_WITH_CONTENT = frozenset(
 )
 _TAGLIKE = re.compile(r"<[A-Za-z/!?]")
 # A link destination may hold one level of balanced parentheses ("javascript:alert(1)").
-# The two alternatives start with different characters, so matching stays linear.
-_MD_LINK = re.compile(
-    r"(!?)\[([^\]\n]{0,1000})\]\([ \t]{0,16}<?"
-    r"((?:[^\s()<>]|\([^\s()<>]{0,512}\)){0,2048})"
+# The two alternatives start with different characters, and link text excludes "[", so
+# each start position fails fast and matching stays linear.
+_MD_DEST = (
+    r"\([ \t]{0,16}<?((?:[^\s()<>]|\([^\s()<>]{0,512}\)){0,2048})"
     r">?(?:[ \t]{1,16}\"[^\"\n]{0,500}\")?[ \t]{0,16}\)"
 )
+_MD_LINK = re.compile(r"(!?)\[([^\[\]\n]{0,1000})\]" + _MD_DEST)
+# Second pass for links the first one cannot see (nested brackets, very long text): just
+# the "](destination)" part.
+_MD_BARE_DEST = re.compile(r"\]" + _MD_DEST)
 _MD_AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.\-]{1,31}:[^<>\s]{0,4096})>")
 _MD_REFDEF = re.compile(r"(?m)^[ ]{0,3}\[[^\]\n]{1,1000}\]:[ \t]{0,16}<?([^\s>]{1,4096})>?.{0,500}$")
 _DANGEROUS_SCHEMES = frozenset({"javascript", "vbscript", "data", "file", "blob", "filesystem"})
@@ -500,8 +504,16 @@ class SanitizeGuard:
                 return ""
             return m.group(0)
 
+        def dest(m: re.Match[str]) -> str:
+            nonlocal removed
+            if _link_scheme(m.group(1)) in _DANGEROUS_SCHEMES:
+                removed += 1
+                return "]"
+            return m.group(0)
+
         if "](" in text:
             text = _MD_LINK.sub(link, text)
+            text = _MD_BARE_DEST.sub(dest, text)
         if "<" in text:
             text = _MD_AUTOLINK.sub(autolink, text)
         if "]:" in text:
@@ -550,12 +562,15 @@ class SanitizeGuard:
 # --------------------------------------------------------------------------------------------
 
 _BARE_URL = re.compile(r"(?i)(?<![\w@/.])(?:https?://|www\.)[^\s<>\"'`]{1,4096}")
-_HTML_ANCHOR = re.compile(r"(?is)<a\b[^>]{0,4096}>[^<]{0,4096}</a\s{0,8}>")
-_HTML_SRC_TAG = re.compile(r"(?is)<(?:img|iframe|source|video|audio|embed)\b[^>]{0,4096}>")
-_HTML_URL_ATTR = re.compile(r"""(?is)\b(?:href|src)\s{0,8}=\s{0,8}(?:"([^"]{0,4096})"|'([^']{0,4096})'|([^\s>]{1,4096}))""")
+_HTML_ANCHOR = re.compile(r"(?is)<a\b[^<>]{0,4096}>[^<]{0,4096}</a\s{0,8}>")
+_HTML_SRC_TAG = re.compile(r"(?is)<(?:img|iframe|source|video|audio|embed)\b[^<>]{0,4096}>")
+_HTML_URL_ATTR = re.compile(
+    r"""(?is)\b(?:href|src)\s{0,8}=\s{0,8}(?:"([^"]{0,4096})"|'([^']{0,4096})'|([^\s>]{1,4096}))"""
+)
 _TRAILING = ".,;:!?*_~'\""
 _DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 _SAFE_SCHEMES = frozenset({"mailto", "tel"})
+_HOSTNAME = re.compile(r"[a-z0-9_.-]{1,253}")
 
 
 def _normalise_host(host: str) -> str | None:
@@ -563,22 +578,23 @@ def _normalise_host(host: str) -> str | None:
     host = unicodedata.normalize("NFKC", host).strip().rstrip(".").lower()
     if not host:
         return None
-    if host.isascii():
-        return host
-    try:
-        return ".".join(
-            label.encode("idna").decode("ascii") if not label.isascii() else label
-            for label in host.split(".")
-        )
-    except UnicodeError:
-        return None
+    if not host.isascii():
+        try:
+            host = ".".join(
+                label.encode("idna").decode("ascii") if not label.isascii() else label
+                for label in host.split(".")
+            )
+        except UnicodeError:
+            return None
+    # Anything else (a decoded "/" or "@", spaces...) makes the URL invalid or ambiguous.
+    return host if _HOSTNAME.fullmatch(host) else None
 
 
 def host_allowed(url: str, allow: Sequence[str]) -> bool:
-    """Return True if ``url`` is an http(s) URL on an allow-listed host (or a subdomain).
+    r"""Return True if ``url`` is an http(s) URL on an allow-listed host (or a subdomain).
 
     Handles what browsers do and naive parsers miss: userinfo (``https://good.com@evil.com``
-    goes to evil.com), backslashes (``https://evil.com\\@good.com``), tabs and newlines inside
+    goes to evil.com), backslashes (``https://evil.com\@good.com``), tabs and newlines inside
     the URL, percent-encoded and entity-encoded characters, full-width dots, IDN hosts
     (compared in punycode, so a Cyrillic look-alike of an allowed host is refused) and
     scheme-relative ``//host`` links. ``mailto:`` and ``tel:`` links are allowed; any other
@@ -645,6 +661,13 @@ class UrlAllowlist:
             removed += 1
             return self.replacement
 
+        def md_dest(m: re.Match[str]) -> str:
+            nonlocal removed
+            if self._ok(m.group(1)):
+                return m.group(0)
+            removed += 1
+            return "] " + self.replacement
+
         def tag(m: re.Match[str]) -> str:
             nonlocal removed
             for attr in _HTML_URL_ATTR.finditer(m.group(0)):
@@ -686,6 +709,7 @@ class UrlAllowlist:
         out = text
         if "](" in out:
             out = _MD_LINK.sub(md, out)
+            out = _MD_BARE_DEST.sub(md_dest, out)
         if "<" in out:
             out = _HTML_ANCHOR.sub(tag, out)
             out = _HTML_SRC_TAG.sub(tag, out)

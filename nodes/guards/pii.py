@@ -99,8 +99,22 @@ NLP_CONFIGURATION: dict[str, Any] = {
     "ner_model_configuration": {
         "model_to_presidio_entity_mapping": {"PERSON": "PERSON", "PER": "PERSON"},
         "labels_to_ignore": [
-            "CARDINAL", "DATE", "EVENT", "FAC", "GPE", "LANGUAGE", "LAW", "LOC", "MONEY",
-            "NORP", "ORDINAL", "ORG", "PERCENT", "PRODUCT", "QUANTITY", "TIME",
+            "CARDINAL",
+            "DATE",
+            "EVENT",
+            "FAC",
+            "GPE",
+            "LANGUAGE",
+            "LAW",
+            "LOC",
+            "MONEY",
+            "NORP",
+            "ORDINAL",
+            "ORG",
+            "PERCENT",
+            "PRODUCT",
+            "QUANTITY",
+            "TIME",
             "WORK_OF_ART",
         ],
         "low_score_entity_names": [],
@@ -128,16 +142,30 @@ SUPPORTED_ENTITIES: tuple[str, ...] = (
 #: phone number without context 0.4 and an SSN-shaped number with an "SSN" cue 0.4;
 #: uncued 9-digit numbers (0.05) and passport shapes without "passport" (0.1) stay out.
 DEFAULT_SCORE_THRESHOLD = 0.4
-DEFAULT_NER_WINDOW = 8
+# Measured on evals/data and tau-bench user turns: 3-4 words either side already give the
+# same PERSON results as NER over the whole text.
+DEFAULT_NER_WINDOW = 4
 
 # Which entity wins when two different types claim overlapping text with equal scores
 # (e.g. "SSN 022717560" is also a valid German phone number).
 _PRIORITY = {
     name: i
-    for i, name in enumerate((
-        "CREDIT_CARD", "IBAN_CODE", "EMAIL_ADDRESS", "US_SSN", "PASSPORT", "US_PASSPORT",
-        "DATE_OF_BIRTH", "CARD_EXPIRY", "CARD_CVV", "PHONE_NUMBER", "IP_ADDRESS", "PERSON",
-    ))
+    for i, name in enumerate(
+        (
+            "CREDIT_CARD",
+            "IBAN_CODE",
+            "EMAIL_ADDRESS",
+            "US_SSN",
+            "PASSPORT",
+            "US_PASSPORT",
+            "DATE_OF_BIRTH",
+            "CARD_EXPIRY",
+            "CARD_CVV",
+            "PHONE_NUMBER",
+            "IP_ADDRESS",
+            "PERSON",
+        )
+    )
 }
 # Types whose detection is validated by a checksum or a strict syntax: they may overlap
 # an airline-identifier shape (e.g. a user id inside an e-mail address) and still win.
@@ -219,8 +247,11 @@ _TITLE_NON_NAMES = frozenset(
     """.split()
 )
 # Sentence openers that are not names (spaCy's stop words plus chat openers and verbs).
-_COMMON_OPENERS = frozenset(STOP_WORDS) | _TITLE_NON_NAMES | frozenset(
-    """
+_COMMON_OPENERS = (
+    frozenset(STOP_WORDS)
+    | _TITLE_NON_NAMES
+    | frozenset(
+        """
     hi hello hey thanks thank yes yeah yep no nope ok okay sure great perfect awesome
     good fine cool alright right correct exactly absolutely definitely actually also
     sorry unfortunately however instead well oh wait hmm understood got let let's just
@@ -230,6 +261,7 @@ _COMMON_OPENERS = frozenset(STOP_WORDS) | _TITLE_NON_NAMES | frozenset(
     what's where's that's it's there's here's i'm i'd i'll i've please kindly one two
     my our your their his her is are was were do does did have has had
     """.split()
+    )
 )
 
 
@@ -252,17 +284,21 @@ def _is_name_candidate(word: str, sentence_initial: bool) -> bool:
     return not (sentence_initial and lower in _COMMON_OPENERS)
 
 
-def ner_windows(text: str, radius: int = DEFAULT_NER_WINDOW) -> list[tuple[int, int]]:
+def ner_windows(
+    text: str, radius: int = DEFAULT_NER_WINDOW, *, known: Sequence[tuple[int, int]] = ()
+) -> list[tuple[int, int]]:
     """Return the character windows NER should run on (empty: no possible name).
 
     A word is a name candidate when it is capitalised (not all caps, no digits), is not
     a known non-name (weekday, month, cabin class...), and, at the start of a sentence,
     is not a common opener ("Please", "Change", "Thanks"). Each candidate contributes
-    ``radius`` words of context either side; overlapping windows merge.
+    ``radius`` words of context either side; overlapping windows merge. Words inside a
+    ``known`` span (a name a cue already found) need no NER.
 
     Args:
         text: The text to scan.
         radius: Words of context either side of a candidate.
+        known: Character spans already recognised as names.
 
     Returns:
         Sorted, non-overlapping ``(start, end)`` character windows.
@@ -278,12 +314,10 @@ def ner_windows(text: str, radius: int = DEFAULT_NER_WINDOW) -> list[tuple[int, 
         else:
             prev = chunks[i - 1].group()
             gap = text[chunks[i - 1].end() : chunk.start()]
-            initial = (
-                prev[-1] in ".!?"
-                or "\n" in gap
-                or prev in {"-", "*", "•", "–", "—"}
-            )
+            initial = prev[-1] in ".!?" or "\n" in gap or prev in {"-", "*", "•", "–", "—"}
         if not _is_name_candidate(_core(raw), initial):
+            continue
+        if any(start <= chunk.start() and chunk.end() <= end + 3 for start, end in known):
             continue
         lo = chunks[max(0, i - radius)].start()
         hi = chunks[min(len(chunks) - 1, i + radius)].end()
@@ -333,9 +367,11 @@ class _AirlockSpacyNlpEngine(SpacyNlpEngine):
             cfg = self.ner_model_configuration
             mapped = set(cfg.model_to_presidio_entity_mapping or {})
             ignore = set(cfg.labels_to_ignore or ())
-            ignore |= {str(label) for label in nlp.get_pipe("ner").labels if label not in mapped}
+            ignore |= {
+                str(label) for label in getattr(nlp.get_pipe("ner"), "labels", ()) if label not in mapped
+            }
             cfg.labels_to_ignore = sorted(ignore)
-        self.nlp = loaded
+        self.nlp = loaded  # type: ignore[assignment]  # Presidio declares it None until load()
 
     def process_text(self, text: str, language: str) -> NlpArtifacts:
         """Run the pipeline with the default NER gate."""
@@ -348,6 +384,7 @@ class _AirlockSpacyNlpEngine(SpacyNlpEngine):
         *,
         ner: NerMode = "auto",
         radius: int = DEFAULT_NER_WINDOW,
+        known: Sequence[tuple[int, int]] = (),
     ) -> tuple[NlpArtifacts, bool]:
         """Tokenise ``text`` and run NER as ``ner`` says; return artifacts and whether NER ran."""
         if not self.nlp or language not in self.nlp:
@@ -359,7 +396,7 @@ class _AirlockSpacyNlpEngine(SpacyNlpEngine):
             elif ner == "always":
                 doc, ran = nlp(text), True
             else:
-                windows = ner_windows(text, radius)
+                windows = ner_windows(text, radius, known=known)
                 covered = sum(end - start for start, end in windows)
                 if not windows:
                     doc, ran = nlp.make_doc(text), False
@@ -392,17 +429,57 @@ class _AirlockSpacyNlpEngine(SpacyNlpEngine):
         # No lemmatizer is loaded: lower-cased tokens stand in for lemmas, which is what
         # Presidio's context enhancer compares with its context words anyway.
         entities, scores = self._get_updated_entities(
-            list(doc.ents), [self.ner_model_configuration.default_score] * len(doc.ents)
+            list(doc.ents), [float(self.ner_model_configuration.default_score or 0.85)] * len(doc.ents)
         )
-        return NlpArtifacts(
+        pairs = [(token.idx, token.lower_) for token in doc]
+        return _LazyNlpArtifacts(
             entities=entities,
             tokens=doc,
-            tokens_indices=[token.idx for token in doc],
-            lemmas=[token.lower_ for token in doc],
+            tokens_indices=[idx for idx, _ in pairs],
+            lemmas=[lower for _, lower in pairs],
             nlp_engine=self,
             language=language,
             scores=scores,
         )
+
+
+class _LazyNlpArtifacts(NlpArtifacts):
+    """``NlpArtifacts`` whose keyword list is built on first use.
+
+    Presidio builds it eagerly with a vocabulary lookup per token, but only the context
+    enhancer reads it, and only when a result can still gain from a context word.
+    """
+
+    def __init__(
+        self,
+        *,
+        entities: list[Any],
+        tokens: Doc,
+        tokens_indices: list[int],
+        lemmas: list[str],
+        nlp_engine: Any,
+        language: str,
+        scores: list[float],
+    ) -> None:
+        self.entities = entities
+        self.tokens = tokens
+        self.lemmas = lemmas
+        self.tokens_indices = tokens_indices
+        self.nlp_engine = nlp_engine
+        self.scores = scores if scores else [0.85] * len(entities)
+        self._language = language
+        self._keywords: list[str] | None = None
+
+    @property  # type: ignore[override]
+    def keywords(self) -> list[str]:
+        """Lemmas that are neither stop words nor punctuation (computed once)."""
+        if self._keywords is None:
+            self._keywords = self.set_keywords(self.nlp_engine, self.lemmas, self._language)
+        return self._keywords
+
+    @keywords.setter
+    def keywords(self, value: list[str]) -> None:
+        self._keywords = value
 
 
 # -- recognisers --------------------------------------------------------------------------
@@ -438,9 +515,21 @@ _CARD_PATTERN = Pattern(
 _PHONE_SNIPPET_RE = re.compile(r"(?<![\w+])[+(]?\d(?:[\d().\-/+]| (?=[\d(+]))*[\d)]")
 
 
-_DATE_SNIPPET_RE = re.compile(
+# Calendar dates and SSN-formatted numbers are never phone numbers.
+_NOT_PHONE_SNIPPET_RE = re.compile(
     r"(?:19|20)\d{2}([/.\-])\d{1,2}\1\d{1,2}|\d{1,2}([/.\-])\d{1,2}\2(?:19|20)?\d{2}"
+    r"|\d{3}-\d{2}-\d{4}"
 )
+
+
+def _luhn_valid(text: str) -> bool:
+    digits = [int(ch) for ch in text if ch.isdigit()]
+    total = 0
+    for i, digit in enumerate(reversed(digits)):
+        if i % 2:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
 
 
 class _FastPhoneRecognizer(PhoneRecognizer):
@@ -449,6 +538,12 @@ class _FastPhoneRecognizer(PhoneRecognizer):
     ``PhoneNumberMatcher`` over the whole message once per region costs ~1 ms per 30
     words; over the few digit runs of a message it costs a few microseconds.
     """
+
+    name: str
+
+    @property
+    def _leniency(self) -> int:
+        return 1 if self.leniency is None else int(self.leniency)
 
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
@@ -460,15 +555,17 @@ class _FastPhoneRecognizer(PhoneRecognizer):
             n_digits = sum(ch.isdigit() for ch in snippet)
             # E.164 numbers have at most 15 digits: longer runs are cards or IBANs, and
             # calendar dates are not phone numbers; both are costly dead ends for the matcher.
-            if n_digits < 7 or n_digits > 15 or _DATE_SNIPPET_RE.fullmatch(snippet):
+            if n_digits < 7 or n_digits > 15 or _NOT_PHONE_SNIPPET_RE.fullmatch(snippet):
                 continue
+            if n_digits in (14, 15) and snippet[0] == "3" and _luhn_valid(snippet):
+                continue  # an Amex or Diners card number; the card recogniser has it
             offset = snippet_match.start()
             digits = len(snippet.strip())
             # An international "+" number parses the same in every region.
             regions = self.supported_regions[:1] if snippet.startswith("+") else self.supported_regions
             for region in regions:
                 whole = False
-                for match in phonenumbers.PhoneNumberMatcher(snippet, region, leniency=self.leniency):
+                for match in phonenumbers.PhoneNumberMatcher(snippet, region, leniency=self._leniency):
                     results.append(self._result(offset + match.start, offset + match.end, region))
                     whole = whole or (match.end - match.start) >= digits
                 if whole:
@@ -506,6 +603,9 @@ class _Cue:
     regex: re.Pattern[str]
     score: float
     follow: re.Pattern[str] | None = None
+    # "after": ``follow`` is matched where the cue ends; "before": it is searched in the
+    # 80 characters before the cue and must end where the cue starts.
+    direction: str = "after"
 
 
 class _ContextRegexRecognizer(LocalRecognizer):
@@ -514,6 +614,8 @@ class _ContextRegexRecognizer(LocalRecognizer):
     Presidio's pattern recogniser reports the whole match, which would mask the word
     "cvv" along with the code; here the cue stays visible and only the value is masked.
     """
+
+    name: str
 
     def __init__(
         self,
@@ -535,7 +637,10 @@ class _ContextRegexRecognizer(LocalRecognizer):
             if cue.follow is None:
                 yield match.span("v")
                 continue
-            value = cue.follow.match(text, match.end())
+            if cue.direction == "before":
+                value = cue.follow.search(text, max(0, match.start() - 80), match.start())
+            else:
+                value = cue.follow.match(text, match.end())
             if value is not None:
                 yield value.span("v")
 
@@ -602,8 +707,14 @@ _GAP = r"[^\d\n!?]{0,30}?"  # up to a few words between a cue and its value
 _I = re.IGNORECASE
 
 _DOB_PATTERNS = (
-    _Cue("dob after cue", re.compile(rf"{_DOB_CUE}{_GAP}(?<![\w/])(?P<v>{_DATE_WITH_YEAR})(?![\w/])", _I), 0.85),
-    _Cue("dob after cue, no year", re.compile(rf"{_DOB_CUE}{_GAP}(?<![\w/])(?P<v>{_DATE_NO_YEAR})(?![\w/])", _I), 0.6),
+    _Cue(
+        "dob after cue", re.compile(rf"{_DOB_CUE}{_GAP}(?<![\w/])(?P<v>{_DATE_WITH_YEAR})(?![\w/])", _I), 0.85
+    ),
+    _Cue(
+        "dob after cue, no year",
+        re.compile(rf"{_DOB_CUE}{_GAP}(?<![\w/])(?P<v>{_DATE_NO_YEAR})(?![\w/])", _I),
+        0.6,
+    ),
     # A full date before 2013 is almost never a travel date in a booking chat.
     _Cue("old full date", re.compile(rf"(?<![\w/.\-])(?P<v>{_OLD_DATE})(?![\w/])", _I), 0.45),
 )
@@ -619,7 +730,11 @@ _EXPIRY_VALUE = r"(?:0?[1-9]|1[0-2])\s?[/\-.]\s?(?:20\d{2}|\d{2})"
 _SEQ_SEP = r"[ \t,;|]{1,4}"
 _CVV_PATTERNS = (
     _Cue("cvv after cue", re.compile(rf"{_CVV_CUE}{_GAP}(?<![\d/])(?P<v>\d{{3,4}})(?![\d/])", _I), 0.85),
-    _Cue("cvv before cue", re.compile(rf"(?<![\d/.\-])(?P<v>\d{{3,4}})\s+(?:is|=)\s+(?:the\s+|my\s+)?{_CVV_CUE}", _I), 0.85),
+    _Cue(
+        "cvv before cue",
+        re.compile(rf"(?<![\d/.\-])(?P<v>\d{{3,4}})\s+(?:is|=)\s+(?:the\s+|my\s+)?{_CVV_CUE}", _I),
+        0.85,
+    ),
     _Cue(
         "cvv after card and expiry",
         re.compile(rf"{_CARD_RUN}{_SEQ_SEP}{_EXPIRY_VALUE}(?![\d/]){_SEQ_SEP}(?P<v>\d{{3,4}})(?!\d)"),
@@ -631,10 +746,16 @@ _EXPIRY_CUE = (
     r"|\bgood\s+(?:thru|through)\b)"
 )
 _EXPIRY_PATTERNS = (
-    _Cue("expiry after cue", re.compile(rf"{_EXPIRY_CUE}{_GAP}(?<![\d/])(?P<v>{_EXPIRY_VALUE})(?![\d/])", _I), 0.85),
+    _Cue(
+        "expiry after cue",
+        re.compile(rf"{_EXPIRY_CUE}{_GAP}(?<![\d/])(?P<v>{_EXPIRY_VALUE})(?![\d/])", _I),
+        0.85,
+    ),
     _Cue("expiry after card", re.compile(rf"{_CARD_RUN}{_SEQ_SEP}(?P<v>{_EXPIRY_VALUE})(?![\d/])"), 0.6),
 )
-_PASSPORT_CUE = r"(?:\bpass\s?ports?\b|\btravel\s+document\b|\bpasseport\b|\bpasaporte\b|\breisepass\b|\bpassaporto\b)"
+_PASSPORT_CUE = (
+    r"(?:\bpass\s?ports?\b|\btravel\s+document\b|\bpasseport\b|\bpasaporte\b|\breisepass\b|\bpassaporto\b)"
+)
 _PASSPORT_PATTERNS = (
     _Cue(
         "passport after cue",
@@ -664,13 +785,12 @@ _NAME_WEAK_CUE = (
 )
 _NAME_SELF_CUE = r"(?:\bi['’]m|\bi\s+am|\bthis\s+is|\bit['’]s|\bit\s+is)\b"
 # "Hey it's Ana": the greeting and the self-introduction are one cue.
-_NAME_INTRO_CUE = (
-    rf"(?:\b(?:hi|hello|hey|dear)\b(?:[ \t]*,?[ \t]*{_NAME_SELF_CUE})?|{_NAME_SELF_CUE})"
-)
+_NAME_INTRO_CUE = rf"(?:\b(?:hi|hello|hey|dear)\b(?:[ \t]*,?[ \t]*{_NAME_SELF_CUE})?|{_NAME_SELF_CUE})"
 _NAME_SIGNOFF_CUE = r"(?:\bthanks|\bthank\s+you|\bregards|\bcheers|\bbest|\bsincerely)"
 _NAME_TRAILING_CUE = r"(?:here|speaking)\b"
 _NAME_BEFORE_DETAILS = r"(?:\(|,)?[ \t]*(?:dob\b|d\.o\.b|born\b|date\s+of\s+birth|passport\b)"
 _NAME_FOLLOW = re.compile(rf"[ \t]*{_NAME_RUN}")
+_NAME_BEFORE = re.compile(rf"{_NAME_RUN_SHORT}\Z")
 _NAME_FOLLOW_SHORT = re.compile(rf"[ \t]*,?[ \t]*{_NAME_RUN_SHORT}")
 _NAME_PATTERNS = (
     _Cue("strong", re.compile(rf"(?i:{_NAME_STRONG_CUE})"), 0.7, _NAME_FOLLOW),
@@ -681,8 +801,9 @@ _NAME_PATTERNS = (
         re.compile(rf"(?i:{_NAME_SIGNOFF_CUE})[ \t]*[,!]?[ \t]*{_NAME_RUN_SHORT}[ \t]*[.!]?[ \t]*$", re.M),
         0.6,
     ),
-    _Cue("strict-rtl", re.compile(rf"{_NAME_RUN_SHORT}[ \t]+(?i:{_NAME_TRAILING_CUE})"), 0.6),
-    _Cue("strict-rtl", re.compile(rf"{_NAME_RUN_SHORT}[ \t]*(?i:{_NAME_BEFORE_DETAILS})"), 0.6),
+    # Trailing cues: find the cue first (cheap), then the name that ends where it starts.
+    _Cue("strict-rtl", re.compile(rf"[ \t]+(?i:{_NAME_TRAILING_CUE})"), 0.6, _NAME_BEFORE, "before"),
+    _Cue("strict-rtl", re.compile(rf"[ \t]*(?i:{_NAME_BEFORE_DETAILS})"), 0.6, _NAME_BEFORE, "before"),
 )
 _NAME_PARTICLES = frozenset("de la del der van von da di dos das du le el al bin ibn ben".split())
 _DEMONYMS = frozenset(
@@ -693,14 +814,18 @@ _DEMONYMS = frozenset(
     argentinian colombian nigerian kenyan egyptian israeli emirati saudi
     """.split()
 )
-_NOT_NAME_WORDS = _TITLE_NON_NAMES | _DEMONYMS | frozenset(
-    """
+_NOT_NAME_WORDS = (
+    _TITLE_NON_NAMES
+    | _DEMONYMS
+    | frozenset(
+        """
     spelled misspelled spelt wrong incorrect correct different missing listed shown printed
     changed updated same reservation booking ticket flight account profile record please
     thanks thank and or but with from for on in at to by as is was are the a an this that
     mr mrs ms miss dr prof sir madam first last full name names surname date birth expiry
     expiration passenger passengers traveler traveller customer agent team support sorry
     """.split()
+    )
 )
 
 
@@ -749,16 +874,13 @@ def _build_recognizers() -> list[EntityRecognizer]:
         # half the messages of an airline chat: keep only the passport ones.
         UsPassportRecognizer(context=["passport", "passports"]),
         SpacyRecognizer(supported_entities=["PERSON"]),
-        _ContextRegexRecognizer(entity="PERSON", name="NameCueRecognizer",
-                                patterns=_NAME_PATTERNS, refine=_refine_name),
-        _ContextRegexRecognizer(entity="CARD_CVV", name="CardCvvRecognizer",
-                                patterns=_CVV_PATTERNS),
-        _ContextRegexRecognizer(entity="CARD_EXPIRY", name="CardExpiryRecognizer",
-                                patterns=_EXPIRY_PATTERNS),
-        _ContextRegexRecognizer(entity="PASSPORT", name="PassportRecognizer",
-                                patterns=_PASSPORT_PATTERNS),
-        _ContextRegexRecognizer(entity="DATE_OF_BIRTH", name="DateOfBirthRecognizer",
-                                patterns=_DOB_PATTERNS),
+        _ContextRegexRecognizer(
+            entity="PERSON", name="NameCueRecognizer", patterns=_NAME_PATTERNS, refine=_refine_name
+        ),
+        _ContextRegexRecognizer(entity="CARD_CVV", name="CardCvvRecognizer", patterns=_CVV_PATTERNS),
+        _ContextRegexRecognizer(entity="CARD_EXPIRY", name="CardExpiryRecognizer", patterns=_EXPIRY_PATTERNS),
+        _ContextRegexRecognizer(entity="PASSPORT", name="PassportRecognizer", patterns=_PASSPORT_PATTERNS),
+        _ContextRegexRecognizer(entity="DATE_OF_BIRTH", name="DateOfBirthRecognizer", patterns=_DOB_PATTERNS),
     ]
 
 
@@ -783,9 +905,7 @@ class _ContextEnhancer(LemmaContextAwareEnhancer):
         todo: list[RecognizerResult] = []
         done: list[RecognizerResult] = []
         for result in raw_results:
-            rec_id = (result.recognition_metadata or {}).get(
-                RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
-            )
+            rec_id = (result.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_IDENTIFIER_KEY)
             (todo if rec_id in with_context and result.score < 1.0 else done).append(result)
         if not todo:
             return done
@@ -805,6 +925,13 @@ _ANALYZER: AnalyzerEngine | None = None
 _ANALYZER_LOCK = threading.Lock()
 
 
+class _DropPresidioDebug(logging.Filter):
+    """Drop Presidio's DEBUG records: some quote the analysed text ("Context list is: ...")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
 def get_analyzer() -> AnalyzerEngine:
     """Return the process-wide Presidio analyzer, building it on first use (thread-safe).
 
@@ -818,6 +945,10 @@ def get_analyzer() -> AnalyzerEngine:
     with _ANALYZER_LOCK:
         if _ANALYZER is None:
             started = time.perf_counter()
+            # A filter on the logger itself holds whatever level the application sets.
+            presidio_log = logging.getLogger("presidio-analyzer")
+            if not any(isinstance(f, _DropPresidioDebug) for f in presidio_log.filters):
+                presidio_log.addFilter(_DropPresidioDebug())
             provider = NlpEngineProvider(
                 nlp_engines=(_AirlockSpacyNlpEngine,), nlp_configuration=NLP_CONFIGURATION
             )
@@ -897,9 +1028,7 @@ def _check_entities(entities: Iterable[str] | None) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(str(e) for e in entities))
     unknown = sorted(set(chosen) - set(SUPPORTED_ENTITIES))
     if unknown:
-        raise ValueError(
-            f"unsupported PII entities {unknown}; supported: {', '.join(SUPPORTED_ENTITIES)}"
-        )
+        raise ValueError(f"unsupported PII entities {unknown}; supported: {', '.join(SUPPORTED_ENTITIES)}")
     return chosen
 
 
@@ -932,13 +1061,18 @@ def _extend_person(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+_TRIM_LEADING = _COMMON_OPENERS | _NOT_NAME_WORDS
+
+
 def _trim_person(text: str, start: int, end: int) -> tuple[int, int]:
     """Drop openers and non-name words the model glued to a name ("Check Sydney")."""
     words = list(re.finditer(r"\S+", text[start:end]))
-    while len(words) > 1 and _core(words[0].group()).lower() in (_COMMON_OPENERS | _NOT_NAME_WORDS):
+    while len(words) > 1 and _core(words[0].group()).lower() in _TRIM_LEADING:
         words.pop(0)
-    while len(words) > 1 and _core(words[-1].group()).lower() in (_COMMON_OPENERS | _NOT_NAME_WORDS):
-        words.pop()
+    while len(words) > 1 and (
+        _core(words[-1].group()).lower() in _NOT_NAME_WORDS or words[-1].group()[0].islower()
+    ):
+        words.pop()  # a capitalised stop word may be a name part ("Nguyễn Văn An")
     return start + words[0].start(), start + words[-1].end()
 
 
@@ -965,10 +1099,9 @@ def _resolve(text: str, results: Sequence[RecognizerResult]) -> list[Span]:
             from_ner = (r.recognition_metadata or {}).get(
                 RecognizerResult.RECOGNIZER_NAME_KEY
             ) == "SpacyRecognizer"
-            if from_ner and " ".join(text[start:end].lower().split()) in _PLACES:
-                continue
             start, end = _extend_person(text, start, end)
-            start, end = _trim_person(text, start, end)
+            if from_ner:
+                start, end = _trim_person(text, start, end)
             value = " ".join(text[start:end].lower().split())
             if not value or value in _PLACES:
                 continue
@@ -981,8 +1114,12 @@ def _resolve(text: str, results: Sequence[RecognizerResult]) -> list[Span]:
     for span in sorted(candidates, key=lambda s: (s.entity_type, s.start, -s.end)):
         last = merged[-1] if merged else None
         if last and last.entity_type == span.entity_type and span.start < last.end:
-            merged[-1] = Span(entity_type=last.entity_type, start=last.start,
-                              end=max(last.end, span.end), score=max(last.score, span.score))
+            merged[-1] = Span(
+                entity_type=last.entity_type,
+                start=last.start,
+                end=max(last.end, span.end),
+                score=max(last.score, span.score),
+            )
         else:
             merged.append(span)
     chosen: list[Span] = []
@@ -1022,6 +1159,13 @@ def detect(
     return _detect(text, _check_entities(entities), score_threshold, language, ner, ner_window).spans
 
 
+def _name_cue_recognizer(analyzer: AnalyzerEngine) -> _ContextRegexRecognizer:
+    for recognizer in analyzer.registry.recognizers:
+        if isinstance(recognizer, _ContextRegexRecognizer) and recognizer.name == "NameCueRecognizer":
+            return recognizer
+    raise PiiEngineError("the name cue recogniser is not registered")
+
+
 def _detect(
     text: str,
     entities: tuple[str, ...],
@@ -1036,7 +1180,13 @@ def _detect(
     engine = analyzer.nlp_engine
     assert isinstance(engine, _AirlockSpacyNlpEngine)
     mode: NerMode = ner if "PERSON" in entities else "never"
-    artifacts, ner_ran = engine.process(text, language, ner=mode, radius=ner_window)
+    known: list[tuple[int, int]] = []
+    if mode == "auto":
+        # Names a cue already found ("my name is ...") need no NER; the cue recogniser
+        # runs again inside analyze(), which costs microseconds.
+        cue = _name_cue_recognizer(analyzer)
+        known = [(r.start, r.end) for r in cue.analyze(text, ["PERSON"])]
+    artifacts, ner_ran = engine.process(text, language, ner=mode, radius=ner_window, known=known)
     results = analyzer.analyze(
         text=text,
         language=language,
@@ -1057,8 +1207,13 @@ def _mask(text: str, spans: Sequence[Span], vault: Vault) -> tuple[str, list[Ent
         pieces.append(placeholder)
         cursor = span.end
         found.append(
-            Entity(entity_type=span.entity_type, start=span.start, end=span.end,
-                   score=span.score, placeholder=placeholder)
+            Entity(
+                entity_type=span.entity_type,
+                start=span.start,
+                end=span.end,
+                score=span.score,
+                placeholder=placeholder,
+            )
         )
     pieces.append(text[cursor:])
     return "".join(pieces), found
@@ -1091,9 +1246,7 @@ def mask_text(
     Returns:
         The masked text and the masked entities (placeholders and offsets, no values).
     """
-    spans = _detect(
-        text, _check_entities(entities), score_threshold, language, ner, DEFAULT_NER_WINDOW
-    ).spans
+    spans = _detect(text, _check_entities(entities), score_threshold, language, ner, DEFAULT_NER_WINDOW).spans
     if not spans:
         return text, []
     return _mask(text, spans, vault if vault is not None else InMemoryVault())
@@ -1145,9 +1298,7 @@ class PiiLayer:
         if language != "en":
             raise ValueError(f"language {language!r} is not configured; only 'en' is")
         if action_on_detect not in _ACTIONS:
-            raise ValueError(
-                f"action_on_detect must be one of {sorted(_ACTIONS)}, got {action_on_detect!r}"
-            )
+            raise ValueError(f"action_on_detect must be one of {sorted(_ACTIONS)}, got {action_on_detect!r}")
         if ner not in ("auto", "always", "never"):
             raise ValueError(f"ner must be 'auto', 'always' or 'never', got {ner!r}")
         if int(ner_window) < 1:
@@ -1171,8 +1322,9 @@ class PiiLayer:
         latency = (time.perf_counter() - started) * 1000.0
         meta: dict[str, Any] = {"ner": "ran" if detection.ner_ran else "skipped"}
         if not found:
-            return GuardResult(action=Action.ALLOW, layer=self.name, latency_ms=latency,
-                               metadata={"entities": {}, **meta})
+            return GuardResult(
+                action=Action.ALLOW, layer=self.name, latency_ms=latency, metadata={"entities": {}, **meta}
+            )
         counts = Counter(e.entity_type for e in found)
         scores: dict[str, float] = {}
         for e in found:

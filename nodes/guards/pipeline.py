@@ -3,7 +3,8 @@
 Semantics of :meth:`GuardPipeline.run`:
 
 * layers run in order on the current text; ``BLOCK`` stops the run;
-* ``MODIFY`` replaces the text the next layers see (normalised, PII-masked...);
+* ``MODIFY`` replaces the text the next layers see (normalised, PII-masked...); any
+  non-blocking decision that carries a text does the same;
 * ``ESCALATE`` marks the run uncertain and continues;
 * a layer with ``only_if_escalated`` (the safety classifier) runs only while the run is
   uncertain, and its decision resolves it: ALLOW clears, BLOCK blocks, ESCALATE leaves the
@@ -156,6 +157,8 @@ class GuardPipeline:
             failed = False
             try:
                 result = guard.check(current, ctx)
+                if not isinstance(result, GuardResult):
+                    raise TypeError(f"layer returned {type(result).__name__}, not GuardResult")
             except Exception as exc:  # noqa: BLE001 - any layer failure is handled fail-safe
                 failed = True
                 result = _error_result(spec, exc)
@@ -166,7 +169,10 @@ class GuardPipeline:
             if action is Action.BLOCK:
                 blocked = True
                 break
-            if action is Action.MODIFY and result.text is not None:
+            if result.text is not None:
+                # MODIFY hands on its text; so does an ESCALATE or ALLOW that carries one
+                # (the PII layer returns the masked text whatever its action), so raw
+                # values never reach a later layer.
                 current = result.text
                 modified = True
             if spec.only_if_escalated:

@@ -56,8 +56,8 @@ class BlocklistHit:
         lang: Language of the blocklist file (``any`` for chat-template markers, ``custom``
             for policy-supplied phrases).
         pattern_id: The phrase's pattern id.
-        via: How it was found: ``text``, ``compact``, ``rot13``, ``marker``, prefixed by the
-            decoding chain (``base64>text``, ``tags>compact``...).
+        via: How it was found: ``text``, ``compact``, ``rot13``, ``reversed``, ``marker``,
+            prefixed by the decoding chain (``base64>text``, ``tags>compact``...).
     """
 
     lang: str
@@ -172,9 +172,10 @@ class BlocklistMatcher:
         self._compact: dict[str, BlocklistHit] = {}
         for lang, pattern_id, phrase in entries:
             base = strip_accents(phrase.casefold())
-            for variant, via in ((base, "text"), (rot13(base), "rot13")):
-                if via == "rot13" and variant == base:
-                    continue
+            forms = {base: "text"}
+            forms.setdefault(rot13(base), "rot13")
+            forms.setdefault(base[::-1], "reversed")
+            for variant, via in forms.items():
                 words, compact = matching_key(variant)
                 if words.strip():
                     self._words.setdefault(words, BlocklistHit(lang, pattern_id, via))
@@ -293,12 +294,13 @@ class InjectionScanner:
                 inner = normalize(decoded)
                 sub = self.scan_clean(inner.text, depth=depth + 1)
                 if sub is None:
-                    sub = self._scan_hidden(inner, depth + 1)
+                    sub = self.scan_hidden(inner, depth + 1)
                 if sub is not None:
                     return BlocklistHit(sub.lang, sub.pattern_id, f"{kind}>{sub.via}")
         return None
 
-    def _scan_hidden(self, norm: Normalized, depth: int) -> BlocklistHit | None:
+    def scan_hidden(self, norm: Normalized, depth: int = 1) -> BlocklistHit | None:
+        """Scan the text normalisation found hidden in tag characters or selectors."""
         for kind, hidden in norm.hidden:
             sub = self.scan_clean(normalize(hidden).text, depth=depth)
             if sub is not None:
@@ -310,7 +312,7 @@ class InjectionScanner:
         norm = normalize(text)
         if norm.error is not None:
             return norm, None
-        hit = self._scan_hidden(norm, 1) or self.scan_clean(norm.text)
+        hit = self.scan_hidden(norm, 1) or self.scan_clean(norm.text)
         return norm, hit
 
 
@@ -379,7 +381,7 @@ class PreFilter:
         if norm.error is not None:
             return self._block(f"encoding:{norm.error}", changes=list(norm.changes))
         scanner = self.scanner
-        hit = scanner._scan_hidden(norm, 1) or scanner.scan_clean(norm.text)
+        hit = scanner.scan_hidden(norm, 1) or scanner.scan_clean(norm.text)
         if hit is not None:
             return self._block(
                 hit.reason, lang=hit.lang, pattern_id=hit.pattern_id, via=hit.via,

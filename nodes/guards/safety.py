@@ -85,7 +85,7 @@ def build_llama_guard_prompt(
 
 
 def parse_llama_guard_verdict(answer: str) -> tuple[bool, tuple[str, ...]]:
-    """Parse ``safe`` / ``unsafe\\nS1,S10`` into ``(unsafe, categories)``.
+    r"""Parse ``safe`` / ``unsafe\nS1,S10`` into ``(unsafe, categories)``.
 
     Raises:
         SafetyServiceError: The answer is neither.

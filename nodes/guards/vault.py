@@ -8,7 +8,7 @@ placeholders.
 
 Storage. Postgres table ``pii_vault`` (migration ``003_vault.sql``) is the source of
 truth. Values are encrypted at rest with AES-256-GCM; the associated data binds each
-ciphertext to its thread, placeholder and entity type. ``value_hmac`` is HMAC-SHA256 over
+ciphertext to its row (thread, entity type and value HMAC). ``value_hmac`` is HMAC-SHA256 over
 the thread id and the normalised value, so "same value, same placeholder" is found
 without decrypting and without making rows linkable across threads. Both keys are derived
 from the one vault key with HKDF-SHA256.
@@ -74,8 +74,7 @@ KEY_FILE_ENV_VAR = "AIRLOCK_VAULT_KEY_FILE"
 DEFAULT_KEY_FILENAME = "vault.key"
 _KEY_BYTES = 32
 _KEYGEN_HINT = (
-    "generate one with: python -c \"import base64, os; "
-    'print(base64.b64encode(os.urandom(32)).decode())"'
+    'generate one with: python -c "import base64, os; print(base64.b64encode(os.urandom(32)).decode())"'
 )
 
 #: A placeholder as the PII layer writes it: ``<ENTITY_TYPE_N>``.
@@ -85,9 +84,18 @@ _ENTITY_TYPE_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 # Version byte in front of every ciphertext so the format can change later.
 _CT_VERSION = b"\x01"
 _NONCE_BYTES = 12
-# Arbitrary namespace for pg_advisory_xact_lock so vault puts of one thread serialise
-# without colliding with other advisory locks (the migration lock uses another id).
-_LOCK_NAMESPACE = 0x5641554C  # "VAUL"
+# Next placeholder number of a type in a thread, computed by the INSERT itself.
+_INSERT_SQL = """
+INSERT INTO pii_vault (thread_id, placeholder, entity_type, value_hmac, ciphertext)
+SELECT %(thread)s,
+       '<' || %(etype)s || '_'
+           || (coalesce(max(substring(placeholder FROM '_([0-9]+)>$')::int), 0) + 1) || '>',
+       %(etype)s, %(digest)s, %(ct)s
+FROM pii_vault
+WHERE thread_id = %(thread)s AND entity_type = %(etype)s
+ON CONFLICT DO NOTHING
+RETURNING placeholder
+"""
 
 
 class VaultError(RuntimeError):
@@ -129,13 +137,11 @@ def decode_key(value: str | bytes, *, source: str = KEY_ENV_VAR) -> bytes:
         raw = base64.b64decode(text.encode("ascii"), altchars=alt, validate=True)
     except (binascii.Error, ValueError, UnicodeEncodeError):
         raise VaultKeyError(
-            f"{source} is malformed: expected base64 of exactly {_KEY_BYTES} random bytes; "
-            f"{_KEYGEN_HINT}"
+            f"{source} is malformed: expected base64 of exactly {_KEY_BYTES} random bytes; {_KEYGEN_HINT}"
         ) from None
     if len(raw) != _KEY_BYTES:
         raise VaultKeyError(
-            f"{source} is malformed: it decodes to {len(raw)} bytes, expected {_KEY_BYTES}; "
-            f"{_KEYGEN_HINT}"
+            f"{source} is malformed: it decodes to {len(raw)} bytes, expected {_KEY_BYTES}; {_KEYGEN_HINT}"
         )
     return raw
 
@@ -221,9 +227,7 @@ class _Keys:
     def __init__(self, key: bytes | str) -> None:
         raw = decode_key(key, source="the vault key") if isinstance(key, str) else key
         if not isinstance(raw, bytes | bytearray) or len(raw) != _KEY_BYTES:
-            raise VaultKeyError(
-                f"the vault key must be {_KEY_BYTES} raw bytes or their base64 encoding"
-            )
+            raise VaultKeyError(f"the vault key must be {_KEY_BYTES} raw bytes or their base64 encoding")
         self.aead = AESGCM(_hkdf(bytes(raw), b"airlock/pii-vault/aes-256-gcm/v1"))
         self.mac = _hkdf(bytes(raw), b"airlock/pii-vault/hmac-sha256/v1")
         self.fingerprint = _hkdf(bytes(raw), b"airlock/pii-vault/key-check/v1")
@@ -235,8 +239,7 @@ def _hkdf(key: bytes, info: bytes) -> bytes:
 
 # -- values ----------------------------------------------------------------------------
 
-_DIGIT_TYPES = frozenset({"CREDIT_CARD", "US_SSN", "IBAN_CODE", "CARD_CVV", "PASSPORT",
-                          "US_PASSPORT"})
+_DIGIT_TYPES = frozenset({"CREDIT_CARD", "US_SSN", "IBAN_CODE", "CARD_CVV", "PASSPORT", "US_PASSPORT"})
 _SEPARATORS = re.compile(r"[\s\-./()]+")
 
 
@@ -451,9 +454,9 @@ class VaultStore:
 class PiiVault(_ResolveMixin):
     """The vault of one thread, backed by ``pii_vault``; get it from a :class:`VaultStore`.
 
-    ``put`` is safe across threads and processes: writers of one thread serialise on a
-    transaction-scoped advisory lock and the unique constraints back it up, so two
-    processes putting the same value get the same placeholder.
+    ``put`` is safe across threads and processes: the unique constraints on (thread,
+    placeholder) and (thread, value HMAC) decide races (``INSERT ... ON CONFLICT DO
+    NOTHING``), so two processes putting the same value get the same placeholder.
     """
 
     def __init__(self, *, pool: Any, keys: _Keys, thread_id: str) -> None:
@@ -470,26 +473,24 @@ class PiiVault(_ResolveMixin):
         msg = self.thread_id.encode() + b"\x00" + norm.encode("utf-8", "surrogatepass")
         return hmac.new(self._keys.mac, msg, hashlib.sha256).digest()
 
-    def _aad(self, placeholder: str, entity_type: str) -> bytes:
-        return b"\x00".join(
-            (b"airlock-pii-vault-v1", self.thread_id.encode(), placeholder.encode(),
-             entity_type.encode())
-        )
+    def _aad(self, entity_type: str, digest: bytes) -> bytes:
+        # Binds the ciphertext to its row: thread, type and value HMAC are unique per row.
+        return b"\x00".join((b"airlock-pii-vault-v1", self.thread_id.encode(), entity_type.encode(), digest))
 
-    def _encrypt(self, placeholder: str, entity_type: str, value: str) -> bytes:
+    def _encrypt(self, entity_type: str, digest: bytes, value: str) -> bytes:
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._keys.aead.encrypt(
-            nonce, value.encode("utf-8", "surrogatepass"), self._aad(placeholder, entity_type)
+            nonce, value.encode("utf-8", "surrogatepass"), self._aad(entity_type, digest)
         )
         return _CT_VERSION + nonce + sealed
 
-    def _decrypt(self, placeholder: str, entity_type: str, blob: bytes) -> str:
+    def _decrypt(self, placeholder: str, entity_type: str, digest: bytes, blob: bytes) -> str:
         blob = bytes(blob)
         if blob[:1] != _CT_VERSION or len(blob) < 1 + _NONCE_BYTES + 16:
             raise VaultError(f"vault entry {placeholder} has an unknown ciphertext format")
         nonce, sealed = blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
         try:
-            plain = self._keys.aead.decrypt(nonce, sealed, self._aad(placeholder, entity_type))
+            plain = self._keys.aead.decrypt(nonce, sealed, self._aad(entity_type, bytes(digest)))
         except InvalidTag:
             raise VaultKeyError(
                 f"cannot decrypt vault entry {placeholder}: the vault key does not match the "
@@ -526,37 +527,17 @@ class PiiVault(_ResolveMixin):
         return placeholder
 
     def _put_db(self, entity_type: str, value: str, digest: bytes) -> tuple[str, bool]:
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor(
-            row_factory=tuple_row
-        ) as cur:
-            cur.execute(
-                "SELECT pg_advisory_xact_lock(%s::int, hashtext(%s))", (_LOCK_NAMESPACE, self.thread_id)
-            )
-            cur.execute(
-                "SELECT placeholder FROM pii_vault WHERE thread_id = %s AND value_hmac = %s",
-                (self.thread_id, digest),
-            )
-            row = cur.fetchone()
-            if row is not None:
-                return str(row[0]), False
-            cur.execute(
-                "SELECT count(*) FROM pii_vault WHERE thread_id = %s AND entity_type = %s",
-                (self.thread_id, entity_type),
-            )
-            count_row = cur.fetchone()
-            n = int(count_row[0]) + 1 if count_row else 1
-            for _ in range(1000):
-                placeholder = f"<{entity_type}_{n}>"
-                cur.execute(
-                    "INSERT INTO pii_vault (thread_id, placeholder, entity_type, value_hmac, "
-                    "ciphertext) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING "
-                    "RETURNING placeholder",
-                    (self.thread_id, placeholder, entity_type, digest,
-                     self._encrypt(placeholder, entity_type, value)),
-                )
-                if cur.fetchone() is not None:
-                    return placeholder, True
-                # Conflict: a writer that skipped the lock stored this value, or took n.
+        # One statement in the common case. Two writers racing for the same number make
+        # one of them hit the primary key and insert nothing; it then finds the value
+        # (same value) or tries the next number (another value).
+        ciphertext = self._encrypt(entity_type, digest, value)
+        params = {"thread": self.thread_id, "etype": entity_type, "digest": digest, "ct": ciphertext}
+        with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            for _ in range(100):
+                cur.execute(_INSERT_SQL, params)
+                row = cur.fetchone()
+                if row is not None:
+                    return str(row[0]), True
                 cur.execute(
                     "SELECT placeholder FROM pii_vault WHERE thread_id = %s AND value_hmac = %s",
                     (self.thread_id, digest),
@@ -564,7 +545,6 @@ class PiiVault(_ResolveMixin):
                 row = cur.fetchone()
                 if row is not None:
                     return str(row[0]), False
-                n += 1
         raise VaultError(f"could not allocate a placeholder for {entity_type}")
 
     def get(self, placeholder: str) -> str | None:
@@ -580,12 +560,12 @@ class PiiVault(_ResolveMixin):
             return found
         with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(
-                "SELECT placeholder, entity_type, ciphertext FROM pii_vault "
+                "SELECT placeholder, entity_type, value_hmac, ciphertext FROM pii_vault "
                 "WHERE thread_id = %s AND placeholder = ANY(%s)",
                 (self.thread_id, missing),
             )
             rows = cur.fetchall()
-        fresh = {str(p): self._decrypt(str(p), str(t), ct) for p, t, ct in rows}
+        fresh = {str(p): self._decrypt(str(p), str(t), h, ct) for p, t, h, ct in rows}
         with self._lock:
             self._values.update(fresh)
         found.update(fresh)
