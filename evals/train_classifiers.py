@@ -53,9 +53,9 @@ from nodes.guards.classifiers import (
     MODEL_DIR,
     MODEL_NAMES,
     ClassifierLayer,
+    Features,
     FeatureSpec,
     Featurizer,
-    Features,
     TextClassifier,
     Thresholds,
     clear_cache,
@@ -366,7 +366,9 @@ def assign_splits(records: list[Record], seed: int) -> None:
                 r.split = placed[g]
 
 
-def _compose(paragraphs: Sequence[str], payload: str | None, rng: random.Random, leads: Sequence[str]) -> str:
+def _compose(
+    paragraphs: Sequence[str], payload: str | None, rng: random.Random, leads: Sequence[str]
+) -> str:
     parts = list(paragraphs)
     if payload is not None:
         pos = rng.randrange(len(parts) + 1)
@@ -436,6 +438,25 @@ def embed_bipia(records: list[Record], synth: Mapping[str, Any], seed: int) -> l
 
 def _pool(records: Iterable[Record], split: str, pred: Callable[[Record], bool]) -> list[str]:
     return list(dict.fromkeys(r.text for r in records if r.split == split and pred(r)))
+
+
+def jailbreak_standins(records: Sequence[Record]) -> list[Record]:
+    """Return the harmful requests the corpus filled into jailbreak templates, as plain requests.
+
+    ``meta.placeholder_filled`` names six harmful stand-ins (a knife through airport security,
+    an airline phishing email, a stolen passport...). As plain, unwrapped requests they are
+    exactly what the harmful head must catch; they go to the training split only.
+    """
+    seen = dict.fromkeys(
+        str(r.meta["placeholder_filled"])
+        for r in records
+        if r.source in ("gptfuzz_templates", "pyrit_jailbreak") and r.meta.get("placeholder_filled")
+    )
+    return [
+        Record(text=t, label="harmful", source="jailbreak_standins", group=f"standin:{i}",
+               domain="airline", split="train")
+        for i, t in enumerate(seen)
+    ]
 
 
 def make_composites(records: Sequence[Record], seed: int) -> list[Record]:
@@ -625,16 +646,18 @@ HEADS: tuple[HeadConfig, ...] = (
         description="abusive, hateful or offensive language",
         label=label_toxicity,
         boost={"airline_train": 4.0, "toxigen": 2.0},
+        # Stricter than the security heads: refusing a customer who swore about a lost bag
+        # costs more than escalating them, and abuse is not an attack on the agent.
         block_fpr=0.0025,
-        escalate_fpr=0.015,
+        escalate_fpr=0.02,
     ),
     HeadConfig(
         name="harmful",
         description="a plain request for harmful help (weapons, fraud, smuggling, hacking...)",
         label=label_harmful,
-        boost={"airline_train": 4.0, "xstest": 3.0},
-        block_fpr=0.0025,
-        escalate_fpr=0.015,
+        boost={"airline_train": 4.0, "xstest": 3.0, "jailbreak_standins": 2.0},
+        block_fpr=0.005,
+        escalate_fpr=0.02,
     ),
     HeadConfig(
         name="topic",
@@ -815,7 +838,9 @@ def threshold_for_macro_rate(groups: Sequence[npt.NDArray[np.float64]], rate: fl
     return math.floor(c * 1e4) / 1e4 + 1e-4
 
 
-def score_all(clf: TextClassifier, store: FeatureStore, texts: Sequence[str]) -> npt.NDArray[np.float64]:
+def score_all(
+    clf: TextClassifier, store: FeatureStore, texts: Sequence[str]
+) -> npt.NDArray[np.float64]:
     """Score through the runtime code path, so reported numbers are what production computes."""
     return np.array([clf.score_parts(store.parts(t, clf.pooled)) for t in texts])
 
@@ -1148,7 +1173,9 @@ def _word_set(text: str) -> set[str]:
     return set(re.findall(r"\w+", normalise(text)))
 
 
-def leakage_check(train: Sequence[Record], eval_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def leakage_check(
+    train: Sequence[Record], eval_rows: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
     """Report the nearest hand-written training text (word Jaccard) for each eval message."""
     train_sets = [_word_set(r.text) for r in train]
     sims = []
@@ -1167,10 +1194,22 @@ def leakage_check(train: Sequence[Record], eval_rows: Sequence[Mapping[str, Any]
     }
 
 
-EXPECTED_HEAD = {"injection": "injection", "jailbreak": "injection", "harmful": "harmful", "toxic": "toxicity"}
+EXPECTED_HEAD = {
+    "injection": "injection",
+    "jailbreak": "injection",
+    "harmful": "harmful",
+    "toxic": "toxicity",
+}
+ACTIONS = ("allow", "escalate", "block")
 
 
-def evaluate_heldout(model_dir: Path, taubench: Sequence[str], eval_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _share(n: int, d: int) -> float:
+    return _r(n / max(1, d))
+
+
+def evaluate_heldout(
+    model_dir: Path, taubench: Sequence[str], eval_rows: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
     """Score tau-bench turns and the hand-written airline set with the artefacts on disk."""
     clear_cache()
     layer = ClassifierLayer(model_dir=model_dir)
@@ -1183,8 +1222,8 @@ def evaluate_heldout(model_dir: Path, taubench: Sequence[str], eval_rows: Sequen
     out["taubench"] = {
         "n": len(taubench),
         "per_head": {n: rates(s, heads[n].thresholds) for n, s in tau_scores.items()},
-        "layer_actions": {a: tau_actions.get(a, 0) for a in ("allow", "escalate", "block")},
-        "layer_rates": {a: _r(tau_actions.get(a, 0) / max(1, len(taubench))) for a in ("allow", "escalate", "block")},
+        "layer_actions": {a: tau_actions.get(a, 0) for a in ACTIONS},
+        "layer_rates": {a: _share(tau_actions.get(a, 0), len(taubench)) for a in ACTIONS},
     }
     blocked = [
         (t, {n: _r(float(tau_scores[n][i]), 3) for n in MODEL_NAMES})
@@ -1193,21 +1232,29 @@ def evaluate_heldout(model_dir: Path, taubench: Sequence[str], eval_rows: Sequen
     ]
     out["taubench"]["blocked_examples"] = [{"text": t[:160], "scores": s} for t, s in blocked[:10]]
 
-    # The hand-written airline set: per-row decisions, 3-way table by label, per-category.
+    out["airline_eval"] = evaluate_rows(layer, heads, eval_rows)
+    return out
+
+
+def evaluate_rows(
+    layer: ClassifierLayer,
+    heads: Mapping[str, TextClassifier],
+    eval_rows: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """Run the layer on hand-written rows: 3-way tables by kind/label/category, misses."""
+    ctx = GuardContext()
     rows = []
     for row in eval_rows:
         res = layer.check(row["text"], ctx)
         rows.append({**row, "action": res.action.value, "reason": res.reason,
                      "scores": {k: _r(v, 4) for k, v in res.scores.items()}})
-    table: dict[str, dict[str, int]] = {}
-    for r in rows:
-        kind = "benign" if r["label"] == "benign" else "attack"
-        table.setdefault(kind, {"allow": 0, "escalate": 0, "block": 0})[r["action"]] += 1
-    by_label: dict[str, dict[str, int]] = {}
-    by_cat: dict[str, dict[str, int]] = {}
-    for r in rows:
-        by_label.setdefault(r["label"], {"allow": 0, "escalate": 0, "block": 0})[r["action"]] += 1
-        by_cat.setdefault(r["category"], {"allow": 0, "escalate": 0, "block": 0})[r["action"]] += 1
+
+    def table(key: Callable[[Mapping[str, Any]], str]) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for r in rows:
+            out.setdefault(key(r), dict.fromkeys(ACTIONS, 0))[r["action"]] += 1
+        return dict(sorted(out.items()))
+
     head_hits: dict[str, Any] = {}
     for label, head in EXPECTED_HEAD.items():
         sel = [r for r in rows if r["label"] == label]
@@ -1224,16 +1271,18 @@ def evaluate_heldout(model_dir: Path, taubench: Sequence[str], eval_rows: Sequen
     topic_th = heads["topic"].thresholds
     off = [r for r in benign if r["domain"] == "off"]
     on = [r for r in benign if r["domain"] != "off"]
-    out["airline_eval"] = {
+    return {
         "n": len(rows),
-        "layer_confusion": table,
-        "by_label": by_label,
-        "by_category": dict(sorted(by_cat.items())),
+        "layer_confusion": table(lambda r: "benign" if r["label"] == "benign" else "attack"),
+        "by_label": table(lambda r: str(r["label"])),
+        "by_category": table(lambda r: str(r["category"])),
         "expected_head": head_hits,
-        "benign_block_rate": _r(sum(r["action"] == "block" for r in benign) / max(1, len(benign))),
-        "benign_escalate_rate": _r(sum(r["action"] == "escalate" for r in benign) / max(1, len(benign))),
-        "attack_block_rate": _r(sum(r["action"] == "block" for r in attacks) / max(1, len(attacks))),
-        "attack_flag_rate": _r(sum(r["action"] != "allow" for r in attacks) / max(1, len(attacks))),
+        "benign_block_rate": _share(sum(r["action"] == "block" for r in benign), len(benign)),
+        "benign_escalate_rate": _share(
+            sum(r["action"] == "escalate" for r in benign), len(benign)
+        ),
+        "attack_block_rate": _share(sum(r["action"] == "block" for r in attacks), len(attacks)),
+        "attack_flag_rate": _share(sum(r["action"] != "allow" for r in attacks), len(attacks)),
         "topic": {
             "off_domain_flagged": sum(r["scores"]["topic"] >= topic_th.block for r in off),
             "n_off_domain": len(off),
@@ -1247,7 +1296,6 @@ def evaluate_heldout(model_dir: Path, taubench: Sequence[str], eval_rows: Sequen
             or (r["label"] != "benign" and r["action"] != "block")
         ],
     }
-    return out
 
 
 def measure_latency(model_dir: Path, texts: Sequence[str], repeats: int = 3) -> dict[str, Any]:
@@ -1290,12 +1338,53 @@ def measure_latency(model_dir: Path, texts: Sequence[str], repeats: int = 3) -> 
 
 
 def _cm_md(cm: Mapping[str, Any]) -> str:
-    a = cm["actions"]
-    return (
-        "| true \\ action | allow | escalate | block |\n|---|---:|---:|---:|\n"
-        f"| negative | {a['negative']['allow']} | {a['negative']['escalate']} | {a['negative']['block']} |\n"
-        f"| positive | {a['positive']['allow']} | {a['positive']['escalate']} | {a['positive']['block']} |\n"
+    rows = ["| true \\ action | allow | escalate | block |", "|---|---:|---:|---:|"]
+    for cls in ("negative", "positive"):
+        a = cm["actions"][cls]
+        rows.append(f"| {cls} | {a['allow']} | {a['escalate']} | {a['block']} |")
+    return "\n".join(rows) + "\n"
+
+
+def _rows_md(ev: Mapping[str, Any], title: str) -> list[str]:
+    lines = [
+        "",
+        f"## {title}",
+        "",
+        f"n = {ev['n']}. Layer decision (default policy: all four heads, topic score-only):",
+        "",
+        "| true \\ action | allow | escalate | block |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind, row in ev["layer_confusion"].items():
+        lines.append(f"| {kind} | {row['allow']} | {row['escalate']} | {row['block']} |")
+    for title_col, key in (("label", "by_label"), ("category", "by_category")):
+        lines += ["", f"| {title_col} | allow | escalate | block |", "|---|---:|---:|---:|"]
+        for kind, row in ev[key].items():
+            lines.append(f"| {kind} | {row['allow']} | {row['escalate']} | {row['block']} |")
+    hits = "; ".join(
+        f"{label} -> {h['head']}: {h['block']}/{h['n']} blocked, {h['flagged']}/{h['n']} flagged"
+        for label, h in ev["expected_head"].items()
     )
+    lines += [
+        "",
+        f"Benign blocked {ev['benign_block_rate']}, benign escalated "
+        f"{ev['benign_escalate_rate']}; attacks blocked {ev['attack_block_rate']}, attacks "
+        f"blocked or escalated {ev['attack_flag_rate']}.",
+        f"By the head meant to catch them: {hits}.",
+        f"Topic head: {ev['topic']['off_domain_flagged']}/{ev['topic']['n_off_domain']} "
+        f"off-domain and {ev['topic']['on_domain_flagged']}/{ev['topic']['n_on_domain']} "
+        "on-domain benign messages score at or above its block threshold.",
+        "",
+        "Misclassified rows (benign not allowed, attacks not blocked):",
+        "",
+    ]
+    for m in ev["misses"]:
+        lines.append(
+            f"- {m['id']} [{m['label']}/{m['category']} -> {m['action']}] "
+            f"`{m['text'][:110]}` {m['scores']}"
+        )
+    lines.append("")
+    return lines
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
@@ -1307,7 +1396,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"- seed: {report['seed']}; training time: {report['timing']['total_s']} s "
         f"(featurise {report['timing']['featurise_s']} s, fit {report['timing']['fit_s']} s)",
-        f"- test split: stratified by source and label, grouped; never used to fit, pick C, "
+        "- test split: stratified by source and label, grouped; never used to fit, pick C, "
         "calibrate or set thresholds.",
         "",
         "## Thresholds and held-out test split",
@@ -1320,7 +1409,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         t = h["metrics"]["test"]
         cb = t["customer_benign"]
         lines.append(
-            f"| {name} | {h['C']:g} | {h['pooling']} | {h['thresholds']['block']} | {h['thresholds']['escalate']} | "
+            f"| {name} | {h['C']:g} | {h['pooling']} | {h['thresholds']['block']} | "
+            f"{h['thresholds']['escalate']} | "
             f"{t['roc_auc']} | {t['average_precision']} | {t['recall_at_block']} | "
             f"{t['recall_at_escalate']} | {t['fpr_at_block']} | {cb['block']} / {cb['escalate']} "
             f"(n={cb['n']}) | {t['calibration']['ece']} |"
@@ -1349,41 +1439,28 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += ["", "Blocked tau-bench turns (first 10):", ""]
         for ex in tau["blocked_examples"]:
             lines.append(f"- `{ex['text']}` {ex['scores']}")
-    ae = report["heldout"]["airline_eval"]
+    hd = report["heldout"]
+    lines += _rows_md(
+        hd["airline_eval"],
+        "Hand-written airline set (`evals/data/airline_eval.jsonl`; never trained on; its "
+        "errors were inspected during development, so treat it as a development set)",
+    )
     lines += [
-        "",
-        f"## Hand-written airline set (`evals/data/airline_eval.jsonl`, n = {ae['n']}; never trained on)",
-        "",
-        "Layer decision (default policy: all four heads, topic score-only):",
-        "",
-        "| true \\ action | allow | escalate | block |",
-        "|---|---:|---:|---:|",
-    ]
-    for kind, row in ae["layer_confusion"].items():
-        lines.append(f"| {kind} | {row['allow']} | {row['escalate']} | {row['block']} |")
-    lines += ["", "| label | allow | escalate | block |", "|---|---:|---:|---:|"]
-    for kind, row in ae["by_label"].items():
-        lines.append(f"| {kind} | {row['allow']} | {row['escalate']} | {row['block']} |")
-    lines += ["", "| category | allow | escalate | block |", "|---|---:|---:|---:|"]
-    for kind, row in ae["by_category"].items():
-        lines.append(f"| {kind} | {row['allow']} | {row['escalate']} | {row['block']} |")
-    lines += [
-        "",
-        f"Benign blocked {ae['benign_block_rate']}, benign escalated {ae['benign_escalate_rate']}; "
-        f"attacks blocked {ae['attack_block_rate']}, attacks blocked or escalated "
-        f"{ae['attack_flag_rate']}.",
-        f"Topic head: {ae['topic']['off_domain_flagged']}/{ae['topic']['n_off_domain']} off-domain "
-        f"messages and {ae['topic']['on_domain_flagged']}/{ae['topic']['n_on_domain']} on-domain "
-        "ones score at or above its block threshold.",
-        f"Nearest hand-written training text per eval message (word Jaccard): "
-        f"{report['heldout']['leakage']}.",
-        "",
-        "Misclassified rows:",
+        f"Nearest hand-written training text per eval message (word Jaccard): {hd['leakage']}.",
         "",
     ]
-    for m in ae["misses"]:
-        lines.append(f"- {m['id']} [{m['label']}/{m['category']} -> {m['action']}] "
-                     f"`{m['text'][:110]}` {m['scores']}")
+    lines += _rows_md(
+        hd["final_check"],
+        "Final-check set (`evals/data/airline_final_check.jsonl`; written after the model "
+        "design was frozen, never used for any decision)",
+    )
+    mj = hd["multijail_non_english_test"]
+    lines += [
+        "## MultiJail non-English harmful prompts (test split; not trained on, documented gap)",
+        "",
+        f"n = {mj['n']}: harmful head blocks {mj['block']}, uncertain {mj['escalate']}.",
+        "",
+    ]
     lat = report["latency"]
     lines += [
         "",
@@ -1423,6 +1500,7 @@ def train(
     records += airline
     assign_splits(records, seed)
     records += embed_bipia(records, synth, seed)
+    records += jailbreak_standins(records)
     records += make_composites(records, seed)
     eval_rows = read_jsonl(EVALS_DATA / "airline_eval.jsonl")
     taubench = [r.text for r in records if r.source == "taubench"]
@@ -1441,14 +1519,14 @@ def train(
     log(f"featurised {len(store.raw)} distinct texts in {t_feat:.1f}s")
 
     data_files = {rel: sha256_file(data_dir / rel) for rel, _ in CORPUS_FILES}
-    for name in ("airline_train.jsonl", "synthetic.json", "airline_eval.jsonl"):
+    for name in ("airline_train.jsonl", "synthetic.json"):
         data_files[f"evals/data/{name}"] = sha256_file(EVALS_DATA / name)
     provenance = {
         "seed": seed,
         "trainer": "python -m evals.train_classifiers",
         "data_sha256": data_files,
-        "held_out": "taubench_airline_user_turns.jsonl and evals/data/airline_eval.jsonl are "
-        "never used for training or tuning",
+        "held_out": "taubench_airline_user_turns.jsonl, evals/data/airline_eval.jsonl and "
+        "evals/data/airline_final_check.jsonl are never used for training or tuning",
         "licences": "see nodes/guards/models/MODEL_CARD.md",
     }
     t0 = time.perf_counter()
@@ -1482,16 +1560,34 @@ def train(
     }
     if reports_dir is not None:
         heldout = evaluate_heldout(out_dir, taubench, eval_rows)
-        heldout["leakage"] = leakage_check([r for r in records if r.source == "airline_train"], eval_rows)
-        mj = [r for r in records if r.source == "multijail" and r.lang != "en" and r.split == "test"]
+        final_rows = read_jsonl(EVALS_DATA / "airline_final_check.jsonl")
+        heldout["final_check"] = evaluate_rows(
+            ClassifierLayer(model_dir=out_dir),
+            {n: load_classifier(n, model_dir=out_dir) for n in MODEL_NAMES},
+            final_rows,
+        )
+        heldout["eval_files_sha256"] = {
+            f"evals/data/{n}": sha256_file(EVALS_DATA / n)
+            for n in ("airline_eval.jsonl", "airline_final_check.jsonl")
+        }
+        airline = [r for r in records if r.source == "airline_train"]
+        heldout["leakage"] = leakage_check(airline, eval_rows)
+        mj = [
+            r for r in records if r.source == "multijail" and r.lang != "en" and r.split == "test"
+        ]
         harm = load_classifier("harmful", model_dir=out_dir)
         heldout["multijail_non_english_test"] = {
             "n": len(mj),
             **rates(np.array([harm.score(r.text) for r in mj]), harm.thresholds),
         }
         report["heldout"] = heldout
-        report["latency"] = measure_latency(out_dir, taubench[:500] + [r["text"] for r in eval_rows])
-        report["timing"] = {"total_s": round(t_total, 1), "featurise_s": round(t_feat, 1), "fit_s": round(t_fit, 1)}
+        bench_texts = taubench[:500] + [r["text"] for r in eval_rows]
+        report["latency"] = measure_latency(out_dir, bench_texts)
+        report["timing"] = {
+            "total_s": round(t_total, 1),
+            "featurise_s": round(t_feat, 1),
+            "fit_s": round(t_fit, 1),
+        }
         reports_dir.mkdir(parents=True, exist_ok=True)
         (reports_dir / "classifiers.json").write_bytes(_json_bytes(report))
         (reports_dir / "classifiers.md").write_text(render_markdown(report), encoding="utf-8")
@@ -1528,7 +1624,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
-            rep = train(data_dir=data_dir, out_dir=Path(tmp), reports_dir=None, seed=args.seed, log=log)
+            rep = train(
+                data_dir=data_dir, out_dir=Path(tmp), reports_dir=None, seed=args.seed, log=log
+            )
             bad = [n for n, a in rep["artefacts"].items()
                    if not (out_dir / n).is_file() or sha256_file(out_dir / n) != a["sha256"]]
         if bad:

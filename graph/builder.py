@@ -54,6 +54,7 @@ def build_graph(
             policy=policy, domain=services.domain, audit=services.audit,
             idempotency=services.idempotency, breakers=services.breakers, redact=services.redact,
             reviewer=services.reviewer, scan_result=services.scan_tool_result,
+            resolve=services.resolve_placeholders if services.vault_store is not None else None,
         ),
         "guard_output": OutputGuard(
             pipeline=services.output_pipeline, audit=services.audit, vault_for=services.vault_for

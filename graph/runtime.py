@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,18 +93,39 @@ class AirlockServices:
             return None
         return self.vault_store.for_thread(thread_id)
 
+    def resolve_placeholders(self, value: Any, thread_id: str | None) -> Any:
+        """Replace vault placeholders in a JSON-like value by the thread's real values."""
+        vault = self.vault_for(thread_id)
+        if vault is None:
+            return value
+        if isinstance(value, str):
+            return vault.resolve(value) if "<" in value else value
+        if isinstance(value, Mapping):
+            return {k: self.resolve_placeholders(v, thread_id) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.resolve_placeholders(v, thread_id) for v in value]
+        return value
+
     def redact(self, value: Any) -> Any:
         """Mask PII in a JSON-like value before it is audited or shown to a reviewer."""
         masker = self.extras.get("mask_text")
-        if masker is None:
+        if masker is None or value is None:
             return value
         if isinstance(value, str):
             return masker(value)
-        if isinstance(value, Mapping):
-            return {k: self.redact(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.redact(v) for v in value]
-        return value
+        # One analyzer pass over the whole document instead of one per string.
+        text = json.dumps(value, ensure_ascii=False, default=str)
+        masked = masker(text)
+        if masked == text:
+            return value
+        try:
+            return json.loads(masked)
+        except ValueError:  # a span crossed JSON syntax: fall back to field by field
+            if isinstance(value, Mapping):
+                return {k: self.redact(v) for k, v in value.items()}
+            if isinstance(value, list | tuple):
+                return [self.redact(v) for v in value]
+            return value
 
     @property
     def scan_tool_result(self) -> Callable[[str, str | None], tuple[str, list[dict[str, Any]]]] | None:
@@ -152,7 +175,8 @@ class AirlockServices:
         from tools.airline.domain import AirlineDomain
 
         settings = settings or AirlockSettings.from_env()
-        url = resolve_database_url(settings.database_url, data_dir=settings.data_dir)
+        # The settings already read DATABASE_URL; None here means the embedded server.
+        url = resolve_database_url(settings.database_url, environ={}, data_dir=settings.data_dir)
         pool = open_pool(url, max_size=settings.pool_max_size)
         try:
             migrate(pool)
@@ -188,13 +212,32 @@ class AirlockServices:
         return services
 
 
+_ENV_REF = re.compile(r"^\$\{([A-Z_][A-Z0-9_]*)(?::-(.*))?\}$")
+
+
+def expand_env(value: Any, environ: Mapping[str, str] | None = None) -> Any:
+    """Replace ``"${VAR}"`` / ``"${VAR:-default}"`` strings in layer params; empty becomes None."""
+    env = os.environ if environ is None else environ
+    if isinstance(value, str):
+        match = _ENV_REF.match(value)
+        if not match:
+            return value
+        resolved = env.get(match[1], match[2] or "")
+        return resolved or None
+    if isinstance(value, Mapping):
+        return {k: expand_env(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env) for v in value]
+    return value
+
+
 def build_pipeline(layers: list[LayerConfig]) -> Any:
     """Build a guard pipeline from the policy's ordered layer list."""
     from nodes.guards.pipeline import GuardPipeline, LayerSpec
 
     return GuardPipeline(
         layers=[
-            LayerSpec(name=layer.layer, params=dict(layer.params), fail_open=layer.fail_open,
+            LayerSpec(name=layer.layer, params=expand_env(dict(layer.params)), fail_open=layer.fail_open,
                       only_if_escalated=layer.only_if_escalated)
             for layer in layers
         ]

@@ -96,11 +96,15 @@ class ToolGuard:
         redact: Redactor = lambda value: value,
         reviewer: Reviewer | None = None,
         scan_result: Callable[[str, str | None], tuple[str, list[dict[str, Any]]]] | None = None,
+        resolve: Callable[[Any, str | None], Any] | None = None,
     ) -> None:
         self._policy, self._domain, self._audit = policy, domain, audit
         self._idem, self._breakers, self._redact = idempotency, breakers, redact
         self._reviewer = reviewer
         self._scan_result = scan_result
+        # Placeholders the model saw (e.g. <DATE_OF_BIRTH_1>) become the customer's real
+        # values here, in code, just before validation: the model never handles them.
+        self._resolve = resolve
         # Compile once: conditions are validated at policy load, this keeps programs warm.
         self._conditions: dict[str, Condition] = {}
         write_tools = [n for n, spec in domain.tools.items() if spec.write]
@@ -147,6 +151,8 @@ class ToolGuard:
                 "invalid", {"status": "invalid", "error": f"unknown tool {name!r}"},
                 thread_id, actor, name, base, raw_args,
             )
+        if self._resolve is not None:
+            raw_args = self._resolve(dict(raw_args), thread_id)
         try:
             args = spec.args_schema.model_validate(dict(raw_args)).model_dump(mode="json")
         except ValidationError as exc:
@@ -204,7 +210,7 @@ class ToolGuard:
         idem: IdempotencyGuardrail | None = self._policy.guardrail(name, IdempotencyGuardrail)
         key = idempotency_key(name, user_id, args, idem.key_fields) if idem else None
         if key is not None:
-            cached = self._idem.lookup(key)
+            cached = self._idem.await_in_flight(key, wait_timeout=idem.wait_timeout if idem else 30.0)
             if cached is not None:
                 if cached.get("_origin") != origin:
                     return self._deduplicated(name, cached, thread_id, actor, base, args, key)

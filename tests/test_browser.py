@@ -47,6 +47,14 @@ def server(app_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ap
         yield srv
 
 
+@pytest.fixture(autouse=True)
+def server_log_on_failure(server: AppServer) -> Iterator[None]:
+    """Print the end of the app's log after each test; pytest shows it when the test fails."""
+    mark = len(server.log(chars=10**9))
+    yield
+    print(f"--- app log ({server.log_path}) ---\n{server.log(chars=10**9)[mark:][-6000:]}")
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():

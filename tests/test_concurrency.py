@@ -45,6 +45,7 @@ def test_fifty_concurrent_confirmed_writes_make_one_ledger_row(database_url):
 
         with ThreadPoolExecutor(max_workers=25) as pool:
             done = list(pool.map(confirm, gates))
+        assert all(r.messages for r in done), [(r.pending, r.notice) for r in done if not r.messages]
         statuses = [tool_payloads(r.messages)[-1]["status"] for r in done]
         statuses += [tool_payloads(r.messages)[-1]["status"] for r in paused if not r.pending]
         assert len(statuses) == 50

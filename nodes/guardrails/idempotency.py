@@ -68,6 +68,28 @@ class IdempotencyStore:
             ).fetchone()
         return None if row is None else dict(row["result"])  # type: ignore[call-overload,index]
 
+    def await_in_flight(self, key: str, *, wait_timeout: float = 30.0, poll: float = 0.05) -> dict[str, Any] | None:
+        """Wait while a live duplicate holds ``key``; return its result, or None if there is none.
+
+        Used before the confirm gate: a request identical to one being executed right now
+        must get that result, not a second gate priced on the half-updated data.
+        """
+        deadline = time.monotonic() + wait_timeout
+        while True:
+            with self._pool.connection() as conn:
+                row = conn.execute(
+                    "SELECT status, result, claimed_at > now() - make_interval(secs => %s) AS live"
+                    " FROM idempotency_keys WHERE key = %s AND (status = 'in_progress' OR expires_at > now())",
+                    (self._stale_after, key),
+                ).fetchone()
+            if row is None:
+                return None
+            if row["status"] == "completed":  # type: ignore[call-overload,index]
+                return dict(row["result"])  # type: ignore[call-overload,index]
+            if not row["live"] or time.monotonic() >= deadline:  # type: ignore[call-overload,index]
+                return None
+            time.sleep(poll)
+
     def _try_claim(self, key: str, tool: str, user_id: str | None, token: str) -> bool:
         with self._pool.connection() as conn:
             row = conn.execute(

@@ -124,8 +124,9 @@ def normalise(text: str) -> str:
     lower-case, map every decimal digit to ``0`` (reservation codes, prices and dates then
     share features), and collapse runs of whitespace to one space.
     """
-    text = unicodedata.normalize("NFKC", text)
-    text = _INVISIBLE.sub("", text)
+    if not text.isascii():  # NFKC and the invisible characters leave ASCII unchanged
+        text = unicodedata.normalize("NFKC", text)
+        text = _INVISIBLE.sub("", text)
     text = text.lower()
     text = _DIGIT.sub("0", text)
     return _SPACE.sub(" ", text).strip()
@@ -144,6 +145,11 @@ def _fmix32(h: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
     return h ^ (h >> np.uint32(16))
 
 
+# Token -> crc32, shared by all threads (dict get/set are atomic under the GIL).
+_TOKEN_CRC: dict[str, int] = {}
+_TOKEN_CRC_MAX = 200_000
+
+
 def hash_word_ngrams(tokens: Sequence[str], n_max: int) -> npt.NDArray[np.uint32]:
     """Hash word n-grams (n = 1..n_max, n_max <= 2) to 32-bit values.
 
@@ -153,9 +159,16 @@ def hash_word_ngrams(tokens: Sequence[str], n_max: int) -> npt.NDArray[np.uint32
     """
     if not tokens:
         return np.zeros(0, dtype=np.uint32)
-    base = np.fromiter(
-        (zlib.crc32(t.encode("utf-8")) for t in tokens), dtype=np.uint32, count=len(tokens)
-    )
+    cache = _TOKEN_CRC
+    if len(cache) > _TOKEN_CRC_MAX:
+        cache.clear()  # bounded memory; the values are a pure function of the token
+    codes = []
+    for t in tokens:
+        h = cache.get(t)
+        if h is None:
+            h = cache[t] = zlib.crc32(t.encode("utf-8"))
+        codes.append(h)
+    base = np.array(codes, dtype=np.uint32)
     parts = [_fmix32(base ^ np.uint32(_SALT_WORD1))]
     if n_max >= 2 and len(tokens) > 1:
         pair = (base[:-1] * np.uint32(_FNV_PRIME)) ^ base[1:]
@@ -519,7 +532,9 @@ def _read_npy(path: Path, expected_sha: str, what: str) -> npt.NDArray[Any]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ClassifierArtefactError(f"{what}: cannot read {path} ({exc}); {_REBUILD_HINT}") from exc
+        raise ClassifierArtefactError(
+            f"{what}: cannot read {path} ({exc}); {_REBUILD_HINT}"
+        ) from exc
     actual = hashlib.sha256(raw).hexdigest()
     if actual != expected_sha:
         raise ClassifierArtefactError(
@@ -539,7 +554,9 @@ def _read_npy(path: Path, expected_sha: str, what: str) -> npt.NDArray[Any]:
 _FEATURIZERS: dict[tuple[str, FeatureSpec, str], Featurizer] = {}
 
 
-def _featurizer(directory: Path, spec: FeatureSpec, idf_meta: Mapping[str, Any] | None) -> Featurizer:
+def _featurizer(
+    directory: Path, spec: FeatureSpec, idf_meta: Mapping[str, Any] | None
+) -> Featurizer:
     """Return the (cached) featurizer for ``spec`` + the IDF file named in the metadata."""
     if not idf_meta:
         return Featurizer(spec=spec, idf=None)

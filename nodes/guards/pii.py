@@ -80,6 +80,7 @@ __all__ = [
     "detect",
     "get_analyzer",
     "mask_text",
+    "ner_windows",
     "unmask",
     "warm_up",
 ]
