@@ -43,7 +43,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import scipy
 import scipy.sparse as sp
+import sklearn
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 from threadpoolctl import threadpool_limits
@@ -1528,6 +1530,14 @@ def train(
         "held_out": "taubench_airline_user_turns.jsonl, evals/data/airline_eval.jsonl and "
         "evals/data/airline_final_check.jsonl are never used for training or tuning",
         "licences": "see nodes/guards/models/MODEL_CARD.md",
+        # Bit-for-bit reproduction is guaranteed for these versions (liblinear and numpy's
+        # float arithmetic are deterministic, but may differ across releases).
+        "environment": {
+            "python": sys.version.split()[0],
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "scikit-learn": sklearn.__version__,
+        },
     }
     t0 = time.perf_counter()
     results = []

@@ -216,11 +216,14 @@ class AirlockApp:
                 thread_id, before, snapshot=snapshot,
                 notice="Your request is waiting for a human reviewer; you will see the answer here.",
             )
-        self._touch(thread_id, text)
-        return self._invoke(
+        result = self._invoke(
             {"messages": [HumanMessage(content=text)]}, thread_id,
             AirlockContext(user_id=user_id, actor=user_id, roles=["customer"]), before,
         )
+        # The title comes from the guarded message (masked, or withheld if blocked), never the raw text.
+        guarded = next((m for m in result.messages if isinstance(m, HumanMessage)), None)
+        self._touch(thread_id, str(guarded.content) if guarded is not None else None)
+        return result
 
     def answer_confirm(
         self, *, thread_id: str, user_id: str, interrupt_id: str, action: str,

@@ -22,6 +22,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from graph.db import migrate, open_pool, resolve_database_url
 
 ROOT = Path(__file__).resolve().parents[1]
+# One vault key for the whole run, inherited by subprocesses (app servers, langgraph dev),
+# so every process that opens a test database agrees on it.
+os.environ.setdefault("AIRLOCK_VAULT_KEY", "YWlybG9jay10ZXN0LXZhdWx0LWtleS0zMi1ieXRlcyE=")
 _TEMPLATE_LOCK = threading.Lock()
 _template_name: str | None = None
 

@@ -167,7 +167,7 @@ def test_reviewer_approves_an_escalation_and_the_customer_sees_it(
 ) -> None:
     customer_ctx, customer = sign_in(browser, server, "lei_rossi_3206", "demo")
     new_conversation(customer)
-    say(customer, "I want to talk to a human")
+    say(customer, "Please transfer me to a human agent")
     notice = customer.locator("#review-notice")
     expect(notice).to_be_visible()
     expect(customer.locator("#thread-select input")).to_have_value(re.compile("waiting for a reviewer"))
@@ -206,7 +206,7 @@ def test_customer_cannot_open_the_inbox_or_resume_an_escalation(
     browser: Any, server: AppServer, app_db: str
 ) -> None:
     context, page = sign_in(browser, server, "harper_lopez_1489", "demo")
-    say(page, "I want to talk to a human")
+    say(page, "Please transfer me to a human agent")
     expect(page.locator("#review-notice")).to_be_visible()
     for tab in ("Reviewer inbox", "Audit"):
         expect(page.get_by_role("tab", name=tab)).to_have_count(0)

@@ -54,7 +54,7 @@ def services(database_url):
 def test_handoff_escalates_and_reviewer_approves(services):
     app, _ = make_app(services, [_transfer(), summarise])
     thread = app.new_thread(user_id=USER)
-    paused = app.send(thread_id=thread, user_id=USER, text="I want to talk to a human")
+    paused = app.send(thread_id=thread, user_id=USER, text="Please transfer me to a human agent")
     assert [p.kind for p in paused.pending] == ["review"]
     request = paused.pending[0].value
     assert request["action_requests"][0]["name"] == "transfer_to_human_agents"
@@ -78,7 +78,7 @@ def test_handoff_escalates_and_reviewer_approves(services):
 def test_reject_returns_the_reviewers_message_to_the_agent(services):
     app, model = make_app(services, [_transfer(), summarise])
     thread = app.new_thread(user_id=USER)
-    app.send(thread_id=thread, user_id=USER, text="human please")
+    app.send(thread_id=thread, user_id=USER, text="Please transfer me to a human agent")
     review = app.list_reviews(roles=REVIEWER)[0]
     app.decide_review(review_id=review["review_id"], reviewer="sam", roles=REVIEWER, action="reject",
                       message="No agent is free; the assistant can help with the baggage question.")
@@ -141,7 +141,7 @@ def test_twenty_escalations_survive_a_restart_and_complete_once(database_url):
         app, _ = make_app(services, model=ScriptedChatModel(script=[_reactive] * 80))
         threads = [app.new_thread(user_id=USER) for _ in range(20)]
         for thread in threads:
-            app.send(thread_id=thread, user_id=USER, text="I want a human agent")
+            app.send(thread_id=thread, user_id=USER, text="Please transfer me to a human agent")
         assert len(app.list_reviews(roles=REVIEWER)) == 20
     finally:
         services.close()  # "restart": a new process would start exactly like this
@@ -197,7 +197,7 @@ def test_timed_out_review_takes_its_timeout_action_once_with_two_sweepers(databa
         app, _ = make_app(services, model=ScriptedChatModel(script=[_reactive] * 20))
         threads = [app.new_thread(user_id=USER) for _ in range(3)]
         for thread in threads:
-            app.send(thread_id=thread, user_id=USER, text="a human please")
+            app.send(thread_id=thread, user_id=USER, text="Please transfer me to a human agent")
         time.sleep(1.2)
         other = make_services(database_url, policy=policy)
         try:

@@ -33,7 +33,7 @@ def _run(app, monkeypatch, capsys, *argv, password="review"):
 
 def test_reviewer_lists_shows_and_approves(app, monkeypatch, capsys):
     thread = app.new_thread(user_id=USER)
-    app.send(thread_id=thread, user_id=USER, text="human please")
+    app.send(thread_id=thread, user_id=USER, text="Please transfer me to a human agent")
     code, out = _run(app, monkeypatch, capsys, "sam", "--json", "list")
     assert code == 0
     rows = json.loads(out.out)
@@ -41,7 +41,7 @@ def test_reviewer_lists_shows_and_approves(app, monkeypatch, capsys):
     review_id = rows[0]["review_id"]
     code, out = _run(app, monkeypatch, capsys, "sam", "show", review_id)
     shown = json.loads(out.out)
-    assert code == 0 and shown["messages"][0]["content"] == "human please"
+    assert code == 0 and shown["messages"][0]["content"] == "Please transfer me to a human agent"
     code, out = _run(app, monkeypatch, capsys, "sam", "approve", review_id)
     assert code == 0 and json.loads(out.out)["decision"] == "approve"
     code, out = _run(app, monkeypatch, capsys, "sam", "approve", review_id)
@@ -51,7 +51,7 @@ def test_reviewer_lists_shows_and_approves(app, monkeypatch, capsys):
 
 def test_wrong_password_and_customers_are_refused(app, monkeypatch, capsys):
     thread = app.new_thread(user_id=USER)
-    app.send(thread_id=thread, user_id=USER, text="human please")
+    app.send(thread_id=thread, user_id=USER, text="Please transfer me to a human agent")
     with pytest.raises(SystemExit, match="sign-in failed"):
         _run(app, monkeypatch, capsys, "sam", "list", password="wrong")
     with pytest.raises(SystemExit, match="sign-in failed"):
@@ -61,7 +61,7 @@ def test_wrong_password_and_customers_are_refused(app, monkeypatch, capsys):
 
 def test_reject_needs_a_message_and_edit_needs_json(app, monkeypatch, capsys):
     thread = app.new_thread(user_id=USER)
-    app.send(thread_id=thread, user_id=USER, text="human please")
+    app.send(thread_id=thread, user_id=USER, text="Please transfer me to a human agent")
     review_id = app.list_reviews(roles=["reviewer", "supervisor"])[0]["review_id"]
     with pytest.raises(SystemExit):
         _run(app, monkeypatch, capsys, "sam", "reject", review_id)

@@ -15,12 +15,13 @@ and are shipped as float32 ``.npy`` weight vectors plus a JSON metadata file eac
 Inference is pure numpy: normalise (NFKC, zero-width removal, lower-case, digits to ``0``,
 whitespace collapsed) -> word tokens, word 1-2-grams and word-bounded character 3-5-grams ->
 deterministic 32-bit hashes -> feature indices -> sublinear TF x IDF, L2-normalised per block ->
-``sigmoid(w[idx] @ values + b)``. The injection, toxicity and harmful heads score the whole
-text *and* each sentence/line (at most :data:`MAX_SEGMENTS`) and keep the maximum, so benign
-padding around one malicious sentence cannot dilute it away. Python's salted ``hash()`` is
-never used, so an index computed at training time is the index used here, on any machine and in
-any process. The IDF vector (``idf.npy``) is shared by every head, so the layer featurises a
-text (and its segments) once for all of them.
+``sigmoid(w[idx] @ values + b)``. A head trained with ``pooling: max_segments`` (chosen per
+head on the validation split; currently ``toxicity``) scores the whole text *and* each
+sentence/line (at most :data:`MAX_SEGMENTS`) and keeps the maximum, so benign padding around one
+abusive sentence cannot dilute it away. Python's salted ``hash()`` is never used, so an index
+computed at training time is the index used here, on any machine and in any process. The IDF
+vector (``idf.npy``) is shared by every head, so the layer featurises a text (and its segments)
+once for all of them.
 """
 
 from __future__ import annotations
@@ -48,26 +49,26 @@ from nodes.guards.base import Action, GuardContext, GuardResult, register_guard
 __all__ = [
     "DEFAULT_MODELS",
     "FEATURIZER_ID",
+    "MAX_SEGMENTS",
     "MODEL_DIR",
     "MODEL_NAMES",
     "ClassifierArtefactError",
     "ClassifierLayer",
-    "MAX_SEGMENTS",
     "FeatureSpec",
-    "Featurizer",
     "Features",
+    "Featurizer",
     "TextClassifier",
     "Thresholds",
     "clear_cache",
     "featurize",
     "hash_char_ngrams",
+    "hash_word_ngrams",
+    "load_classifier",
+    "normalise",
     "raw_blocks",
     "segments",
     "tokenize",
     "weigh",
-    "hash_word_ngrams",
-    "load_classifier",
-    "normalise",
 ]
 
 #: Where ``make train`` writes the artefacts.
@@ -169,11 +170,10 @@ def hash_word_ngrams(tokens: Sequence[str], n_max: int) -> npt.NDArray[np.uint32
             h = cache[t] = zlib.crc32(t.encode("utf-8"))
         codes.append(h)
     base = np.array(codes, dtype=np.uint32)
-    parts = [_fmix32(base ^ np.uint32(_SALT_WORD1))]
-    if n_max >= 2 and len(tokens) > 1:
-        pair = (base[:-1] * np.uint32(_FNV_PRIME)) ^ base[1:]
-        parts.append(_fmix32(pair ^ np.uint32(_SALT_WORD2)))
-    return np.concatenate(parts)
+    if n_max < 2 or len(tokens) < 2:
+        return _fmix32(base ^ np.uint32(_SALT_WORD1))
+    pair = (base[:-1] * np.uint32(_FNV_PRIME)) ^ base[1:]
+    return _fmix32(np.concatenate((base ^ np.uint32(_SALT_WORD1), pair ^ np.uint32(_SALT_WORD2))))
 
 
 def segments(text: str, max_segments: int = MAX_SEGMENTS) -> list[str]:
@@ -214,24 +214,28 @@ def hash_char_ngrams(tokens: Sequence[str], n_min: int, n_max: int) -> npt.NDArr
     padded = " " + " ".join(tokens) + " "
     cps = np.frombuffer(padded.encode("utf-32-le"), dtype="<u4").astype(np.uint32)
     size = cps.shape[0]
-    # seps[j] = number of spaces in padded[:j]; an n-gram at i has interior i+1 .. i+n-2.
-    seps = np.concatenate(([0], np.cumsum(cps == 32)))
-    starts = np.arange(size)
-    parts: list[npt.NDArray[np.uint32]] = []
+    not_space = cps != 32
+    states: list[npt.NDArray[np.uint32]] = []
+    salts: list[npt.NDArray[np.uint32]] = []
     state = np.full(size, _FNV_OFFSET, dtype=np.uint32)
+    inner_ok: npt.NDArray[np.bool_] | None = None  # n-gram at i has no space at i+1 .. i+n-2
     for k in range(n_max):
         width = size - k
         if width <= 0:
             break
         state = (state[:width] ^ cps[k:]) * np.uint32(_FNV_PRIME)
         n = k + 1
+        if n >= 3:
+            step = not_space[n - 2 : n - 2 + width]
+            inner_ok = step if inner_ok is None else inner_ok[:width] & step
         if n >= n_min:
-            s0 = starts[:width]
-            inside = seps[s0 + n - 1] - seps[s0 + 1] if n >= 3 else np.zeros(width, np.int64)
-            parts.append(_fmix32(state[inside == 0] ^ np.uint32(_SALT_CHAR ^ n)))
-    if not parts:
+            kept = state if inner_ok is None else state[inner_ok]
+            states.append(kept)
+            salts.append(np.full(kept.shape[0], _SALT_CHAR ^ n, dtype=np.uint32))
+    if not states:
         return np.zeros(0, dtype=np.uint32)
-    return np.concatenate(parts)
+    # One finaliser pass over every length at once (fewer numpy calls than one per length).
+    return _fmix32(np.concatenate(states) ^ np.concatenate(salts))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
