@@ -640,7 +640,10 @@ HEADS: tuple[HeadConfig, ...] = (
         "in pasted third-party content",
         label=label_injection,
         boost={"airline_train": 4.0, "carriers_clean": 2.0, "xstest": 2.0},
-        block_fpr=0.005,
+        # Looser than the other heads: layers 1+2 together must block >= 95 % of attacks. The
+        # budget is macro-averaged over customer sources; 1 % here kept the held-out tau-bench
+        # turns under 1 % blocked (see evals/reports/quality.md).
+        block_fpr=0.01,
         escalate_fpr=0.03,
     ),
     HeadConfig(

@@ -43,10 +43,24 @@ def cmd_scan(args: argparse.Namespace, rest: Sequence[str]) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    """Run the benchmarks."""
-    from evals.bench import main as bench_main
+    """Run the benchmarks: ``airlock bench [layers|turn|all] [options of that benchmark]``."""
+    rest = list(rest)
+    which = rest.pop(0) if rest and rest[0] in ("layers", "turn", "all") else "all"
+    if rest and rest[0] in ("-h", "--help") and which == "all":
+        print("usage: airlock bench [layers|turn|all] [options]\n\n"
+              "  layers  per-layer p50/p95/max of the guard pipeline, with Presidio's defaults as baseline\n"
+              "  turn    one guarded turn end to end (offline planner, Postgres), with and without layers 2-5\n"
+              "  all     both (default)\n\n`airlock bench layers --help` and `airlock bench turn --help` list options.")
+        return 0
+    from evals.bench import main as bench_layers
+    from evals.bench_turn import main as bench_turn
 
-    return int(bench_main(list(rest)) or 0)
+    code = 0
+    if which in ("layers", "all"):
+        code |= int(bench_layers(rest if which == "layers" else []) or 0)
+    if which in ("turn", "all"):
+        code |= int(bench_turn(rest if which == "turn" else []) or 0)
+    return code
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -105,6 +119,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    """Run the quality reports."""
+    import subprocess
+
+    code = 0
+    for module in ("evals.quality", "evals.pii_eval"):
+        code |= subprocess.call([sys.executable, "-m", module, *rest])
+    return code
+
+
 def cmd_policy(args: argparse.Namespace) -> int:
     """Validate a policy file."""
     from graph.policy import PolicyError, load_policy
@@ -156,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("review", help="terminal reviewer: list, show, approve, reject, edit, sweep "
                    "(see `airlock review --help`)", add_help=False)
     sub.add_parser("accounts", help="hash a password or check an accounts file", add_help=False)
+    sub.add_parser("eval", help="quality reports: guard pipeline confusion matrices and PII recall", add_help=False)
 
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("db_command", choices=["migrate", "status", "stop"],
@@ -187,7 +212,8 @@ def cmd_accounts(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return accounts_main(list(rest))
 
 
-PASSTHROUGH = {"scan": cmd_scan, "bench": cmd_bench, "review": cmd_review, "accounts": cmd_accounts}
+PASSTHROUGH = {"scan": cmd_scan, "bench": cmd_bench, "review": cmd_review, "accounts": cmd_accounts,
+               "eval": cmd_eval}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
