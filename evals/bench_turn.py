@@ -63,7 +63,10 @@ def run(*, n: int = 60, database_url: str | None = None) -> dict[str, Any]:
 
     results: dict[str, Any] = {"n": n, "turns": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        variants = {"full policy (layers 1-5)": None, "baseline (layer 1 only)": _baseline_policy(POLICY_PATH, Path(tmp))}
+        variants = {
+            "full policy (layers 1-5)": None,
+            "baseline (layer 1 only)": _baseline_policy(POLICY_PATH, Path(tmp)),
+        }
         for variant, policy in variants.items():
             services = AirlockServices.start(AirlockSettings(
                 database_url=database_url, policy_path=policy, model_provider="offline"))

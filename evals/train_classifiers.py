@@ -639,11 +639,11 @@ HEADS: tuple[HeadConfig, ...] = (
         description="prompt injection, jailbreak or system-prompt extraction, direct or planted "
         "in pasted third-party content",
         label=label_injection,
-        boost={"airline_train": 4.0, "carriers_clean": 2.0, "xstest": 2.0},
+        boost={"airline_train": 6.0, "carriers_clean": 2.0, "xstest": 2.0},
         # Looser than the other heads: layers 1+2 together must block >= 95 % of attacks. The
-        # budget is macro-averaged over customer sources; 1 % here kept the held-out tau-bench
+        # budget is macro-averaged over customer sources; 0.75 % here kept the held-out tau-bench
         # turns under 1 % blocked (see evals/reports/quality.md).
-        block_fpr=0.01,
+        block_fpr=0.0075,
         escalate_fpr=0.03,
     ),
     HeadConfig(

@@ -19,6 +19,7 @@ from graph.db import migrate, open_pool, resolve_database_url
 from graph.domain import Domain
 from graph.policy import LayerConfig, Policy, load_policy
 from nodes.audit import AuditLog
+from nodes.metrics import watch_breakers
 from nodes.guardrails.idempotency import IdempotencyStore
 from nodes.guardrails.resilience import BreakerRegistry
 
@@ -195,6 +196,7 @@ class AirlockServices:
                 ),
             )
             _attach_optional(services)
+            watch_breakers(services.breakers.states)
             from graph.reviews import EscalationReviewer, InputReviewer, ReviewStore, load_secret
 
             services.reviews = ReviewStore(pool=pool)

@@ -13,6 +13,7 @@ from graph.context import AirlockContext
 from graph.state import AirlockState
 from nodes.audit import AuditLog
 from nodes.guards.base import Action, GuardContext
+from nodes.metrics import record_decisions
 
 __all__ = ["BLOCKED_PLACEHOLDER", "InputGuard", "respond_refusal_factory", "route_after_input"]
 
@@ -81,6 +82,7 @@ class InputGuard:
             payload={"action": action.value, "pipeline_action": result.action.value,
                      "latency_ms": round(result.latency_ms, 3), "decisions": decisions},
         )
+        record_decisions(decisions)
         blocked = action is Action.BLOCK
         replacement = HumanMessage(
             content=BLOCKED_PLACEHOLDER if blocked else result.text,

@@ -14,6 +14,7 @@ from graph.context import AirlockContext
 from graph.state import AirlockState
 from nodes.audit import AuditLog
 from nodes.guards.base import Action, GuardContext
+from nodes.metrics import record_decisions
 
 __all__ = ["TRANSFER_MESSAGE", "OutputGuard"]
 
@@ -71,6 +72,7 @@ class OutputGuard:
                 "guard.output", actor=ctx_rt.actor or ctx_rt.user_id or "anonymous",
                 thread_id=thread_id, payload={"action": result.action.value, "decisions": decisions},
             )
+        record_decisions(decisions)
         if text == last.content and not decisions:
             return {}
         replacement = AIMessage(content=text, id=last.id, additional_kwargs=last.additional_kwargs)

@@ -32,6 +32,7 @@ from graph.policy import (
 )
 from graph.state import ToolTask
 from nodes.audit import AuditLog
+from nodes.metrics import record_tool
 from nodes.guardrails.confirm import call_hash, parse_confirm_resume
 from nodes.guardrails.idempotency import IdempotencyStore, IdempotencyTimeoutError, idempotency_key
 from nodes.guardrails.resilience import BreakerRegistry, ResilientCaller, ServiceUnavailableError
@@ -464,6 +465,7 @@ class ToolGuard:
     ) -> ToolOutcome:
         event = event or f"tool.{status}"
         decision = {**{k: v for k, v in meta.items() if v is not None}, "action": status}
+        record_tool(tool, status, content)
         self._audit.append(
             event, actor=actor, thread_id=thread_id, tool=tool,
             payload={**decision, "args": self._redact(dict(args)), "result": self._redact(content)},

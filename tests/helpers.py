@@ -47,7 +47,9 @@ def make_services(database_url: str, *, policy: Path | None = None, **kw: Any) -
     return AirlockServices.start(settings, **kw)
 
 
-def make_app(services: AirlockServices, script: list[Any] | None = None, **kw: Any) -> tuple[AirlockApp, ScriptedChatModel | Any]:
+def make_app(
+    services: AirlockServices, script: list[Any] | None = None, **kw: Any
+) -> tuple[AirlockApp, ScriptedChatModel | Any]:
     model = kw.pop("model", None) or ScriptedChatModel(script=script or [])
     return AirlockApp(services=services, model=model), model
 

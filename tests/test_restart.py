@@ -32,7 +32,8 @@ services = AirlockServices.start(AirlockSettings(database_url=url, model_provide
 app = AirlockApp(services=services, model=ScriptedChatModel.from_spec(spec, cursor="conversation"))
 thread = app.new_thread(user_id="lei_rossi_3206")
 result = app.send(thread_id=thread, user_id="lei_rossi_3206", text="add 3 bags to VAAOXJ")
-print(json.dumps({"thread": thread, "gate": result.pending[0].id, "amount": result.pending[0].value["amount_usd"]}), flush=True)
+gate = result.pending[0]
+print(json.dumps({"thread": thread, "gate": gate.id, "amount": gate.value["amount_usd"]}), flush=True)
 os.kill(os.getpid(), signal.SIGKILL)  # a crash: no clean shutdown, no pool close
 """
 

@@ -28,7 +28,14 @@ def _services(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the Gradio app."""
+    import os
+
     from ui.app import launch
+
+    if os.environ.get("AIRLOCK_METRICS_PORT"):
+        from nodes.metrics import init_metrics
+
+        init_metrics(port=int(os.environ["AIRLOCK_METRICS_PORT"]))
 
     return launch(
         host=args.host, port=args.port, settings=_settings(args), allow_remote=args.allow_remote
