@@ -19,9 +19,9 @@ from graph.db import migrate, open_pool, resolve_database_url
 from graph.domain import Domain
 from graph.policy import LayerConfig, Policy, load_policy
 from nodes.audit import AuditLog
-from nodes.metrics import watch_breakers
 from nodes.guardrails.idempotency import IdempotencyStore
 from nodes.guardrails.resilience import BreakerRegistry
+from nodes.metrics import watch_breakers
 
 __all__ = ["AirlockServices", "AirlockSettings"]
 

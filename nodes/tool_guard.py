@@ -32,10 +32,10 @@ from graph.policy import (
 )
 from graph.state import ToolTask
 from nodes.audit import AuditLog
-from nodes.metrics import record_tool
 from nodes.guardrails.confirm import call_hash, parse_confirm_resume
 from nodes.guardrails.idempotency import IdempotencyStore, IdempotencyTimeoutError, idempotency_key
 from nodes.guardrails.resilience import BreakerRegistry, ResilientCaller, ServiceUnavailableError
+from nodes.metrics import record_tool
 
 __all__ = ["ReviewDecision", "Reviewer", "ToolGuard", "ToolOutcome"]
 
