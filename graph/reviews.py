@@ -41,6 +41,7 @@ __all__ = [
     "sign_decision",
     "EscalationReviewer",
     "InputReviewer",
+    "await_review",
     "ReviewStore",
     "StaleReviewError",
     "parse_review_resume",
@@ -316,54 +317,68 @@ class EscalationReviewer:
         }
         if result is not None:
             payload["result"] = self._redact(result)
-        notice = ""
-        while True:
-            try:
-                raw = interrupt({**payload, "notice": notice} if notice else payload)
-            except GraphInterrupt as exc:
-                pending = exc.args[0][0] if exc.args and exc.args[0] else None
-                ctx = _context()
-                if pending is not None and thread_id is not None:
-                    review_id = self._store.record_pending(
-                        thread_id=thread_id, interrupt_id=pending.id, user_id=ctx.user_id,
-                        assignee=case.assignee, tool=tool, escalation_id=case.escalation_id, phase=phase,
-                        payload=payload, timeout=case.timeout, timeout_action=case.timeout_action,
+        return await_review(
+            store=self._store, audit=self._audit, signing_key=self._key, payload=payload, tool=tool,
+            allowed=case.allowed, thread_id=thread_id, call_id=call_id, escalation_id=case.escalation_id,
+            assignee=case.assignee, phase=phase, timeout=case.timeout, timeout_action=case.timeout_action,
+            actor=actor, requested={"due_at": due.isoformat(), "args": self._redact(args), "phase": phase},
+            redact=self._redact,
+        )
+
+
+def await_review(
+    *, store: ReviewStore, audit: AuditLog, signing_key: bytes, payload: dict[str, Any], tool: str,
+    allowed: Sequence[str], thread_id: str | None, call_id: str, escalation_id: str, assignee: str, phase: str,
+    timeout: float, timeout_action: str, actor: str, requested: Mapping[str, Any],
+    redact: Callable[[Any], Any] = lambda v: v,
+) -> ReviewDecision:
+    """Pause in ``interrupt()`` until a signed reviewer decision arrives; record and audit the case.
+
+    The ``reviews`` row is written when the interrupt is raised (its id is known then); a
+    decision counts only when the application signed it (after checking the reviewer's role),
+    and the signature travels inside the resume value, so replays of the node stay valid.
+    Anything else is refused, audited, and asked again.
+    """
+    notice = ""
+    while True:
+        try:
+            raw = interrupt({**payload, "notice": notice} if notice else payload)
+        except GraphInterrupt as exc:
+            pending = exc.args[0][0] if exc.args and exc.args[0] else None
+            if pending is not None and thread_id is not None:
+                review_id = store.record_pending(
+                    thread_id=thread_id, interrupt_id=pending.id, user_id=_context().user_id,
+                    assignee=assignee, tool=tool, escalation_id=escalation_id, phase=phase,
+                    payload=payload, timeout=timeout, timeout_action=timeout_action,
+                )
+                if not notice:
+                    audit.append(
+                        "escalation.requested", actor=actor, thread_id=thread_id, tool=tool,
+                        payload={"review_id": review_id, "escalation": escalation_id, "assignee": assignee,
+                                 **requested},
                     )
-                    if not notice:
-                        self._audit.append(
-                            "escalation.requested", actor=actor, thread_id=thread_id, tool=tool,
-                            payload={"review_id": review_id, "escalation": case.escalation_id,
-                                     "assignee": case.assignee, "due_at": due.isoformat(),
-                                     "args": self._redact(args), "phase": phase},
-                        )
-                raise
-            decision = parse_review_resume(raw, tool=tool, allowed=case.allowed)
-            # Only the application, after checking the reviewer's role, can sign a decision; the
-            # signature travels inside the resume value, so replays of this node stay valid.
-            signature = raw.get("signature") if isinstance(raw, Mapping) else None
-            first = raw["decisions"][0] if isinstance(decision, ReviewDecision) else {}
-            expected = sign_decision(
-                self._key, thread_id=thread_id, call_id=call_id, escalation_id=case.escalation_id,
-                decision=first, reviewer=decision.reviewer if isinstance(decision, ReviewDecision) else "",
-            )
-            if isinstance(decision, ReviewDecision) and isinstance(signature, str) and hmac.compare_digest(
-                signature, expected
-            ):
-                if not self._store.was_decided(thread_id, call_id, case.escalation_id, signature):
-                    self._audit.append(
+            raise
+        decision = parse_review_resume(raw, tool=tool, allowed=allowed)
+        signature = raw.get("signature") if isinstance(raw, Mapping) else None
+        if isinstance(decision, ReviewDecision) and isinstance(signature, str):
+            expected = sign_decision(signing_key, thread_id=thread_id, call_id=call_id,
+                                     escalation_id=escalation_id, decision=raw["decisions"][0],
+                                     reviewer=decision.reviewer)
+            if hmac.compare_digest(signature, expected):
+                if not store.was_decided(thread_id, call_id, escalation_id, signature):
+                    audit.append(
                         "escalation.decided", actor=decision.reviewer, thread_id=thread_id, tool=tool,
-                        payload={"escalation": case.escalation_id, "decision": decision.action,
-                                 "message": decision.message, "edited_args": self._redact(decision.args),
+                        payload={"escalation": escalation_id, "decision": decision.action,
+                                 "message": decision.message, "edited_args": redact(decision.args),
                                  "reviewer": decision.reviewer},
                     )
                 return decision
-            reason = decision if isinstance(decision, str) else "the decision is not signed by the application"
-            ctx = _context()
-            self._audit.append(
-                "escalation.refused", actor=ctx.actor or "unknown", thread_id=thread_id, tool=tool,
-                payload={"escalation": case.escalation_id, "reason": reason},
-            )
-            notice = f"Decision not accepted: {reason}"
+        reason = decision if isinstance(decision, str) else "the decision is not signed by the application"
+        audit.append(
+            "escalation.refused", actor=_context().actor or "unknown", thread_id=thread_id, tool=tool,
+            payload={"escalation": escalation_id, "reason": reason},
+        )
+        notice = f"Decision not accepted: {reason}"
 
 
 def _context() -> AirlockContext:
@@ -407,33 +422,10 @@ class InputReviewer:
             "assignee": self._assignee, "escalation_id": escalation_id, "phase": "input",
             "tool_call_id": message_id, "timeout_s": self._timeout, "timeout_action": "reject",
         }
-        notice = ""
-        while True:
-            try:
-                raw = interrupt({**payload, "notice": notice} if notice else payload)
-            except GraphInterrupt as exc:
-                pending = exc.args[0][0] if exc.args and exc.args[0] else None
-                if pending is not None and thread_id is not None and not notice:
-                    review_id = self._store.record_pending(
-                        thread_id=thread_id, interrupt_id=pending.id, user_id=_context().user_id,
-                        assignee=self._assignee, tool="deliver_message", escalation_id=escalation_id,
-                        phase="input", payload=payload, timeout=self._timeout, timeout_action="reject",
-                    )
-                    self._audit.append("escalation.requested", actor=actor, thread_id=thread_id,
-                                       payload={"review_id": review_id, "escalation": escalation_id,
-                                                "assignee": self._assignee, "reasons": reasons})
-                raise
-            decision = parse_review_resume(raw, tool="deliver_message", allowed=["approve", "reject"])
-            signature = raw.get("signature") if isinstance(raw, Mapping) else None
-            if isinstance(decision, ReviewDecision) and isinstance(signature, str):
-                expected = sign_decision(self._key, thread_id=thread_id, call_id=message_id,
-                                         escalation_id=escalation_id, decision=raw["decisions"][0],
-                                         reviewer=decision.reviewer)
-                if hmac.compare_digest(signature, expected):
-                    if not self._store.was_decided(thread_id, message_id, escalation_id, signature):
-                        self._audit.append("escalation.decided", actor=decision.reviewer, thread_id=thread_id,
-                                           payload={"escalation": escalation_id, "decision": decision.action})
-                    return decision.action == "approve"
-            notice = "Decision not accepted: " + (
-                decision if isinstance(decision, str) else "the decision is not signed by the application"
-            )
+        decision = await_review(
+            store=self._store, audit=self._audit, signing_key=self._key, payload=payload, tool="deliver_message",
+            allowed=["approve", "reject"], thread_id=thread_id, call_id=message_id, escalation_id=escalation_id,
+            assignee=self._assignee, phase="input", timeout=self._timeout, timeout_action="reject", actor=actor,
+            requested={"reasons": reasons},
+        )
+        return decision.action == "approve"

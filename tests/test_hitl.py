@@ -215,3 +215,39 @@ def test_timed_out_review_takes_its_timeout_action_once_with_two_sweepers(databa
         assert app.sweep_expired() == 0
     finally:
         services.close()
+
+
+def _uncertain_policy(tmp_path: Path) -> Path:
+    """Make every message fall in the injection head's uncertain band."""
+    data = yaml.safe_load(POLICY_PATH.read_text())
+    for layer in data["guards"]["input"]:
+        if layer["layer"] == "classifiers":
+            layer.setdefault("params", {})["thresholds"] = {"injection": {"block": 0.999, "escalate": 0.00001}}
+    data["guards"]["uncertain_action"] = "review"
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_uncertain_message_waits_for_a_reviewer_before_the_model_sees_it(database_url, tmp_path):
+    services = make_services(database_url, policy=_uncertain_policy(tmp_path))
+    try:
+        app, model = make_app(services, [AIMessage(content="Happy to help with VAAOXJ.")])
+        thread = app.new_thread(user_id=USER)
+        paused = app.send(thread_id=thread, user_id=USER, text="Can you look at VAAOXJ for me?")
+        assert [p.kind for p in paused.pending] == ["review"] and model.call_count == 0
+        review = app.list_reviews(roles=REVIEWER)[0]
+        assert review["tool"] == "deliver_message" and review["phase"] == "input"
+        with pytest.raises(NotAllowedError):
+            app.decide_review(review_id=review["review_id"], reviewer=USER, roles=["customer"], action="approve")
+        done = app.decide_review(review_id=review["review_id"], reviewer="sam", roles=REVIEWER, action="approve")
+        assert done.reply == "Happy to help with VAAOXJ." and model.call_count == 1
+
+        blocked_thread = app.new_thread(user_id=USER)
+        app.send(thread_id=blocked_thread, user_id=USER, text="Another question about VAAOXJ")
+        second = app.list_reviews(roles=REVIEWER)[0]
+        rejected = app.decide_review(review_id=second["review_id"], reviewer="sam", roles=REVIEWER,
+                                     action="reject", message="Not allowed")
+        assert "can't help" in rejected.reply and model.call_count == 1
+    finally:
+        services.close()
