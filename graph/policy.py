@@ -28,7 +28,6 @@ __all__ = [
     "PreToolCheck",
     "PreToolGuardrail",
     "ResilienceGuardrail",
-    "default_policy_path",
     "load_policy",
     "parse_duration",
 ]
@@ -355,10 +354,3 @@ def load_policy(path: str | Path, *, known_tools: Iterable[str] | None = None) -
                     f"escalations[{index}]({esc.id}).tool", f"unknown tool {esc.tool!r}",
                 )
     return policy
-
-
-def default_policy_path() -> Path:
-    """Return the airline policy shipped with the package."""
-    from tools.airline import POLICY_PATH
-
-    return Path(POLICY_PATH)

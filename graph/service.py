@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
@@ -338,6 +338,10 @@ class AirlockApp:
         store = self.services.reviews
         assert store is not None
         me = sweeper_id()
+        # Housekeeping first: cases abandoned mid-decision by a crashed process become
+        # pending again, and expired idempotency results are dropped.
+        store.recover_stuck()
+        self.services.idempotency.purge_expired()
         done = 0
         for row in store.claim_expired(by=me, limit=limit):
             try:
@@ -369,8 +373,3 @@ class AirlockApp:
             )
         self.services.audit.append("feedback", actor=user_id, thread_id=thread_id,
                                    payload={"message_id": message_id, "rating": rating})
-
-    @staticmethod
-    def tool_results(messages: Sequence[AnyMessage]) -> list[ToolMessage]:
-        """Return the tool messages of a message list."""
-        return [m for m in messages if isinstance(m, ToolMessage)]

@@ -1,4 +1,4 @@
-"""``guard_tool_call``: one task per tool call through pre-tool → idempotency → confirm → resilience.
+"""``guard_tool_call``: one task per tool call: pre-tool, idempotency, escalation, confirm, resilience, tool.
 
 LangGraph re-runs a node from its first line when it is resumed, so everything before
 an ``interrupt()`` here is a pure read (facts, CEL checks, the idempotency lookup);
