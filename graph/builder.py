@@ -55,6 +55,7 @@ def build_graph(
             idempotency=services.idempotency, breakers=services.breakers, redact=services.redact,
             reviewer=services.reviewer, scan_result=services.scan_tool_result,
             resolve=services.resolve_placeholders if services.vault_store is not None else None,
+            model_sees_masked_data=services.model_sees_masked_data,
         ),
         "guard_output": OutputGuard(
             pipeline=services.output_pipeline, audit=services.audit, vault_for=services.vault_for

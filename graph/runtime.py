@@ -129,6 +129,15 @@ class AirlockServices:
             return value
 
     @property
+    def model_sees_masked_data(self) -> bool:
+        """Return True when both customer input and tool results pass the PII layer."""
+        def has_pii(layers: list[LayerConfig]) -> bool:
+            return any(layer.layer == "pii" for layer in layers)
+
+        guards = self.policy.guards
+        return self.vault_store is not None and has_pii(guards.input) and has_pii(guards.tool_result)
+
+    @property
     def scan_tool_result(self) -> Callable[[str, str | None], tuple[str, list[dict[str, Any]]]] | None:
         """Return the tool-result scanner, or None when the policy configures none."""
         pipeline = self.tool_result_pipeline

@@ -98,6 +98,7 @@ class ToolGuard:
         reviewer: Reviewer | None = None,
         scan_result: Callable[[str, str | None], tuple[str, list[dict[str, Any]]]] | None = None,
         resolve: Callable[[Any, str | None], Any] | None = None,
+        model_sees_masked_data: bool = False,
     ) -> None:
         self._policy, self._domain, self._audit = policy, domain, audit
         self._idem, self._breakers, self._redact = idempotency, breakers, redact
@@ -106,6 +107,10 @@ class ToolGuard:
         # Placeholders the model saw (e.g. <DATE_OF_BIRTH_1>) become the customer's real
         # values here, in code, just before validation: the model never handles them.
         self._resolve = resolve
+        # When user input and tool results are both PII-masked, nothing the model sends or
+        # gets back holds raw PII: audit and gate payloads then use the model's own
+        # (placeholder) arguments instead of re-running Presidio on every call.
+        self._masked_world = model_sees_masked_data
         # Compile once: conditions are validated at policy load, this keeps programs warm.
         self._conditions: dict[str, Condition] = {}
         write_tools = [n for n, spec in domain.tools.items() if spec.write]
@@ -150,8 +155,9 @@ class ToolGuard:
         if spec is None:
             return self._finish(
                 "invalid", {"status": "invalid", "error": f"unknown tool {name!r}"},
-                thread_id, actor, name, base, raw_args,
+                thread_id, actor, name, base, self._redact(dict(raw_args)),
             )
+        shown_args = dict(raw_args)  # what the model sent: placeholders, never vault values
         if self._resolve is not None:
             raw_args = self._resolve(dict(raw_args), thread_id)
         try:
@@ -162,10 +168,11 @@ class ToolGuard:
             )
             return self._finish(
                 "invalid", {"status": "invalid", "error": f"invalid arguments: {problems}"},
-                thread_id, actor, name, base, raw_args,
+                thread_id, actor, name, base, self._redact(shown_args),
             )
 
         facts = self._domain.facts(name, args, user_id=user_id, conversation=conversation)
+        audit_args = shown_args if self._masked_world else self._redact(args)
         variables = {"args": args, "facts": facts}
         decisions: list[dict[str, Any]] = []
         origin = {"thread_id": thread_id, "tool_call_id": call_id}
@@ -193,12 +200,12 @@ class ToolGuard:
                     # Fail closed: a rule that cannot be evaluated denies the call.
                     log.warning("pre-tool %s/%s failed to evaluate: %s", name, check.id, exc)
                     return self._deny(name, check.id, "This request could not be verified.",
-                                      f"rule_error: {exc}", thread_id, actor, base, args)
+                                      f"rule_error: {exc}", thread_id, actor, base, audit_args)
                 if not hit:
                     continue
                 message = render_template(check.message, variables)
                 if check.action == "deny":
-                    return self._deny(name, check.id, message, "", thread_id, actor, base, args)
+                    return self._deny(name, check.id, message, "", thread_id, actor, base, audit_args)
                 if check.action == "escalate":
                     forced = (check.id, message)
                 decisions.append({**base, "guardrail": "pre-tool", "action": check.action,
@@ -214,7 +221,7 @@ class ToolGuard:
             cached = self._idem.await_in_flight(key, wait_timeout=idem.wait_timeout if idem else 30.0)
             if cached is not None:
                 if cached.get("_origin") != origin:
-                    return self._deduplicated(name, cached, thread_id, actor, base, args, key)
+                    return self._deduplicated(name, cached, thread_id, actor, base, audit_args, key)
                 # This node executed the call before an interrupt and is being re-run:
                 # go straight to the post-tool review with the stored result.
                 content = {k: v for k, v in cached.items() if k != "_origin"}
@@ -233,12 +240,12 @@ class ToolGuard:
                 decisions.append({**base, "guardrail": "hitl", "action": decision.action,
                                   "reviewer": decision.reviewer})
                 if decision.action == "reject":
-                    return self._rejected(name, decision, thread_id, actor, base, args)
+                    return self._rejected(name, decision, thread_id, actor, base, audit_args)
                 if decision.action == "edit" and decision.args is not None:
                     return again(decision.args)
         elif forced is not None:
             return self._deny(name, forced[0], forced[1], "no reviewer configured", thread_id,
-                              actor, base, args)
+                              actor, base, audit_args)
 
         # 4. confirm gate
         confirm: ConfirmGuardrail | None = self._policy.guardrail(name, ConfirmGuardrail)
@@ -251,7 +258,7 @@ class ToolGuard:
                 needed = True  # when in doubt, ask
             if needed:
                 answer = self._confirm_gate(
-                    name=name, args=args, facts=facts, confirm=confirm, variables=variables,
+                    name=name, args=args, shown=audit_args, facts=facts, confirm=confirm, variables=variables,
                     thread_id=thread_id, actor=actor, call_id=call_id, decisions=decisions,
                 )
                 if answer != "confirm":
@@ -259,7 +266,7 @@ class ToolGuard:
                         "declined",
                         {"status": "declined_by_user",
                          "message": "The customer did not confirm; nothing was executed."},
-                        thread_id, actor, name, {**base, "guardrail": "confirm"}, args,
+                        thread_id, actor, name, {**base, "guardrail": "confirm"}, audit_args,
                         event="confirm.declined",
                     )
                 confirmed_by = actor
@@ -275,10 +282,10 @@ class ToolGuard:
             except IdempotencyTimeoutError:
                 return self._finish(
                     "error", {"status": "error", "error": "An identical request is still running."},
-                    thread_id, actor, name, base, args,
+                    thread_id, actor, name, base, audit_args,
                 )
             if not claim.owned:
-                return self._deduplicated(name, claim.result or {}, thread_id, actor, base, args, key)
+                return self._deduplicated(name, claim.result or {}, thread_id, actor, base, audit_args, key)
             token = claim.token
 
         resilience: ResilienceGuardrail | None = self._policy.guardrail(name, ResilienceGuardrail)
@@ -291,7 +298,7 @@ class ToolGuard:
             return self._finish(
                 "unavailable", {"status": "unavailable", "message": fallback},
                 thread_id, actor, name, {**base, "guardrail": "resilience", "error": str(exc)},
-                args, event="tool.unavailable",
+                audit_args, event="tool.unavailable",
             )
         except Exception as exc:
             if token and key:
@@ -299,12 +306,12 @@ class ToolGuard:
             if isinstance(exc, self._domain.error_type):
                 return self._finish(
                     "error", {"status": "error", "error": str(exc)}, thread_id, actor, name,
-                    base, args,
+                    base, audit_args,
                 )
             log.exception("tool %s crashed", name)
             return self._finish(
                 "error", {"status": "error", "error": f"internal error ({type(exc).__name__})"},
-                thread_id, actor, name, base, args,
+                thread_id, actor, name, base, audit_args,
             )
 
         content = result if isinstance(result, dict) else {"status": "ok", "result": result}
@@ -317,7 +324,7 @@ class ToolGuard:
                                 ttl=idem.ttl if idem else 0.0)
         outcome = self._finish(
             str(content["status"]), content, thread_id, actor, name,
-            {**base, "confirmed_by": confirmed_by, "idempotency_key": key}, args,
+            {**base, "confirmed_by": confirmed_by, "idempotency_key": key}, audit_args,
             event="tool.executed", decisions=decisions,
         )
         return self._review_after(name, args, facts, content, thread_id, actor, call_id, again,
@@ -339,11 +346,11 @@ class ToolGuard:
         base = {"tool": name, "tool_call_id": call_id}
         if decision.action == "edit" and decision.args is not None:
             return again(decision.args)
-        return self._rejected(name, decision, thread_id, actor, base, args)
+        return self._rejected(name, decision, thread_id, actor, base, self._redact(args))
 
     # -- pieces ---------------------------------------------------------------------
     def _confirm_gate(
-        self, *, name: str, args: dict[str, Any], facts: dict[str, Any],
+        self, *, name: str, args: dict[str, Any], shown: dict[str, Any], facts: dict[str, Any],
         confirm: ConfirmGuardrail, variables: dict[str, Any], thread_id: str | None, actor: str,
         call_id: str, decisions: list[dict[str, Any]],
     ) -> str:
@@ -353,7 +360,7 @@ class ToolGuard:
             "type": "confirm",
             "tool": name,
             "tool_call_id": call_id,
-            "args": self._redact(args),
+            "args": shown,
             "amount_usd": (quote or {}).get("amount_usd"),
             "direction": (quote or {}).get("direction"),
             "message": render_template(confirm.message, variables),
@@ -368,7 +375,7 @@ class ToolGuard:
             except GraphInterrupt:
                 self._audit.append(
                     "confirm.requested", actor=actor, thread_id=thread_id, tool=name,
-                    payload={"tool_call_id": call_id, "args": self._redact(args),
+                    payload={"tool_call_id": call_id, "args": shown,
                              "amount_usd": payload["amount_usd"], "args_hash": digest,
                              "decisions": decisions},
                 )
@@ -468,7 +475,8 @@ class ToolGuard:
         record_tool(tool, status, content)
         self._audit.append(
             event, actor=actor, thread_id=thread_id, tool=tool,
-            payload={**decision, "args": self._redact(dict(args)), "result": self._redact(content)},
+            payload={**decision, "args": dict(args),
+                     "result": content if self._masked_world else self._redact(content)},
         )
         return ToolOutcome(
             status=status, content=content, decisions=(*(decisions or []), decision),

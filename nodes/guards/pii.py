@@ -27,12 +27,13 @@ regex work. ``python -m evals.pii_eval`` reports the layer's latency next to its
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -245,6 +246,9 @@ _TITLE_NON_NAMES = frozenset(
     visa mastercard amex discover paypal ssn iban cvv cvc dob passport email phone
     mr mrs ms dr sir madam delta united southwest jetblue spirit frontier allegiant
     hawaiian lufthansa emirates qatar ryanair easyjet klm iberia aeromexico avianca
+    reservation reservations booking bookings passenger passengers checked travel booked
+    cabin insurance details status done total refund refunds payment payments certificate
+    charge charged cancelled canceled cancellation compensation itinerary trip round one way
     """.split()
 )
 # Sentence openers that are not names (spaCy's stop words plus chat openers and verbs).
@@ -1220,6 +1224,35 @@ def _mask(text: str, spans: Sequence[Span], vault: Vault) -> tuple[str, list[Ent
     return "".join(pieces), found
 
 
+def _mask_fields(text: str, fields: Mapping[str, str], vault: Vault) -> tuple[str, list[Entity]]:
+    """Mask the values of PII-by-schema keys in a JSON document; non-JSON text is returned as is."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return text, []
+    found: list[Entity] = []
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                entity_type = fields.get(key)
+                if entity_type and isinstance(value, str) and value and not PLACEHOLDER_RE.fullmatch(value):
+                    placeholder = vault.put(entity_type, value)
+                    found.append(Entity(entity_type=entity_type, start=-1, end=-1, score=1.0,
+                                        placeholder=placeholder))
+                    out[key] = placeholder
+                else:
+                    out[key] = walk(value)
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    masked = walk(doc)
+    return (json.dumps(masked, ensure_ascii=False), found) if found else (text, [])
+
+
 def mask_text(
     text: str,
     vault: Vault | None = None,
@@ -1292,8 +1325,15 @@ class PiiLayer:
         ner: NerMode = "auto",
         ner_window: int = DEFAULT_NER_WINDOW,
         preload: bool = False,
+        fields: Mapping[str, str] | None = None,
     ) -> None:
         self.entities = _check_entities(entities)
+        # Structured records (JSON tool results): values of these keys are PII by schema, so
+        # they are masked exactly and cheaply, without NER; free text is still analysed.
+        self.fields = {str(k): str(v) for k, v in (fields or {}).items()}
+        for entity_type in self.fields.values():
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", entity_type):
+                raise ValueError(f"fields: invalid entity type {entity_type!r}: use UPPER_SNAKE_CASE")
         if not 0.0 <= float(score_threshold) <= 1.0:
             raise ValueError(f"score_threshold must be between 0 and 1, got {score_threshold}")
         if language != "en":
@@ -1315,11 +1355,16 @@ class PiiLayer:
     def check(self, text: str, ctx: GuardContext) -> GuardResult:
         """Mask the PII in ``text``; ALLOW if there is none, else MODIFY (or as configured)."""
         started = time.perf_counter()
-        detection = _detect(
-            text, self.entities, self.score_threshold, self.language, self.ner, self.ner_window
-        )
         vault = ctx.vault if ctx.vault is not None else InMemoryVault()
+        by_field: list[Entity] = []
+        ner = self.ner
+        if self.fields and text[:1] in "{[":
+            text, by_field = _mask_fields(text, self.fields, vault)
+            if by_field:
+                ner = "never"  # names in a record live in its fields, masked above
+        detection = _detect(text, self.entities, self.score_threshold, self.language, ner, self.ner_window)
         masked, found = _mask(text, detection.spans, vault) if detection.spans else (text, [])
+        found = by_field + found
         latency = (time.perf_counter() - started) * 1000.0
         meta: dict[str, Any] = {"ner": "ran" if detection.ner_ran else "skipped"}
         if not found:
