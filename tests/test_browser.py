@@ -7,12 +7,15 @@ database, driven by the offline planner. Needs Debian's chromium (``make browser
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import playwright.sync_api as playwright_sync
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -23,13 +26,15 @@ from tests.conftest import drop_database, make_database
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "docs" / "screenshots"
+# The README's screenshots are refreshed with AIRLOCK_UPDATE_SCREENSHOTS=1; otherwise they go to a
+# scratch folder so a test run does not touch the working tree.
+SHOTS = (ROOT / "docs" / "screenshots" if os.environ.get("AIRLOCK_UPDATE_SCREENSHOTS") == "1"
+         else Path(tempfile.gettempdir()) / "airlock-screenshots")
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 WAIT_MS = 15_000
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
 
 
@@ -58,7 +63,7 @@ def server_log_on_failure(server: AppServer) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium: make browser-deps")
+        pytest.fail("needs Debian's chromium at /usr/bin/chromium: run `make browser-deps` (make test does)")
     with playwright_sync.sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield b

@@ -49,7 +49,7 @@ def database_url() -> Iterator[str]:
     try:
         admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.skip(f"no Postgres at {admin_url}: {exc}")
+        pytest.fail(f"no Postgres at {admin_url}: {exc} (set DATABASE_URL or start the server)")
     name = f"airlock_vault_{uuid.uuid4().hex[:10]}"
     with admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -56,7 +56,7 @@ class BreakerOpenError(ServiceUnavailableError):
 
 
 class _AttemptTimeoutError(TimeoutError):
-    pass
+    """One attempt exceeded the per-attempt timeout (retried)."""
 
 
 class CircuitBreaker:
