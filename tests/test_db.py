@@ -20,7 +20,7 @@ from tests.helpers import USER, bags_call, summarise
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_embedded_pgserver_runs_the_app_and_keeps_a_paused_thread(tmp_path):
+def test_embedded_pgserver_runs_the_app_and_keeps_a_paused_thread(tmp_path, monkeypatch, capsys):
     """Without DATABASE_URL the app starts pgserver under the data dir and works end to end."""
     from nodes.model.scripted import ScriptedChatModel
 
@@ -44,9 +44,13 @@ def test_embedded_pgserver_runs_the_app_and_keeps_a_paused_thread(tmp_path):
         assert migrate(services.pool) == []  # nothing to apply twice
     finally:
         services.close()
-        import pgserver
+        from ui.cli import main
 
-        pgserver.get_server(str(settings.data_dir / "pg"), cleanup_mode="stop").cleanup()
+        monkeypatch.setenv("AIRLOCK_DATA_DIR", str(settings.data_dir))
+        assert main(["db", "stop"]) == 0
+    assert "stopped the embedded Postgres" in capsys.readouterr().out
+    with pytest.raises(DatabaseUnavailableError):
+        open_pool(url, timeout=1.0)
 
 
 @pytest.mark.parametrize("url", ["mysql://root@localhost/x", "postgresql://host:notaport/db", "  "])

@@ -75,17 +75,15 @@ def cmd_db(args: argparse.Namespace) -> int:
     from graph.db import applied_migrations, available_migrations, migrate, open_pool, resolve_database_url
 
     if args.db_command == "stop":
-        import pgserver  # noqa: F401
-
         data = Path(_settings(args).data_dir) / "pg"
-        if not data.exists():
-            print("no embedded Postgres data directory; nothing to stop")
+        if not (data / "PG_VERSION").exists():
+            print(f"no embedded Postgres in {data}; nothing to stop")
             return 0
-        import subprocess
+        import pgserver
 
-        from pgserver._commands import POSTGRES_BIN_PATH  # type: ignore[import-not-found]
-
-        subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data), "stop", "-m", "fast"], check=False)
+        # pgserver runs the server as its own user and knows how to stop it.
+        pgserver.get_server(str(data), cleanup_mode="stop").cleanup()
+        print(f"stopped the embedded Postgres in {data}")
         return 0
     url = resolve_database_url(args.database_url, data_dir=_settings(args).data_dir)
     pool = open_pool(url, max_size=2)
