@@ -75,14 +75,17 @@ def cmd_db(args: argparse.Namespace) -> int:
     from graph.db import applied_migrations, available_migrations, migrate, open_pool, resolve_database_url
 
     if args.db_command == "stop":
-        data = Path(_settings(args).data_dir) / "pg"
-        if not (data / "PG_VERSION").exists():
-            print(f"no embedded Postgres in {data}; nothing to stop")
+        data = (Path(_settings(args).data_dir) / "pg").resolve()
+        if not (data / "postmaster.pid").exists():
+            print(f"no embedded Postgres running in {data}; nothing to stop")
             return 0
         import pgserver
+        from pgserver._commands import pg_ctl  # type: ignore[import-not-found]
 
-        # pgserver runs the server as its own user and knows how to stop it.
-        pgserver.get_server(str(data), cleanup_mode="stop").cleanup()
+        # pgserver runs the server as its own (unprivileged) user; stop it as that user.
+        server = pgserver.get_server(str(data), cleanup_mode=None)
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=data, user=server.system_user)
+        type(server)._instances.pop(data, None)
         print(f"stopped the embedded Postgres in {data}")
         return 0
     url = resolve_database_url(args.database_url, data_dir=_settings(args).data_dir)
