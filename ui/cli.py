@@ -80,7 +80,7 @@ def cmd_db(args: argparse.Namespace) -> int:
             print(f"no embedded Postgres running in {data}; nothing to stop")
             return 0
         import pgserver
-        from pgserver._commands import pg_ctl  # type: ignore[import-not-found]
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
         # pgserver runs the server as its own (unprivileged) user; stop it as that user.
         server = pgserver.get_server(str(data), cleanup_mode=None)
