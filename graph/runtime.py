@@ -23,7 +23,7 @@ from nodes.guardrails.idempotency import IdempotencyStore
 from nodes.guardrails.resilience import BreakerRegistry
 from nodes.metrics import watch_breakers
 
-__all__ = ["AirlockServices", "AirlockSettings"]
+__all__ = ["AirlockServices", "AirlockSettings", "build_pipeline", "checkpoint_serde", "expand_env"]
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class AirlockServices:
         """Return a Postgres checkpointer on the shared pool (tables created once)."""
         saver = self.extras.get("checkpointer")
         if saver is None:
-            saver = PostgresSaver(self.pool)  # type: ignore[arg-type]
+            saver = PostgresSaver(self.pool, serde=checkpoint_serde(self.settings.data_dir))  # type: ignore[arg-type]
             saver.setup()
             self.extras["checkpointer"] = saver
         return saver  # type: ignore[no-any-return]
@@ -240,6 +240,14 @@ def expand_env(value: Any, environ: Mapping[str, str] | None = None) -> Any:
     if isinstance(value, list):
         return [expand_env(v, env) for v in value]
     return value
+
+
+def checkpoint_serde(data_dir: Path) -> Any:
+    """Return the encrypting checkpoint serializer keyed from the vault key."""
+    from graph.checkpoint_crypto import encrypted_serde
+    from nodes.guards.vault import load_vault_key
+
+    return encrypted_serde(load_vault_key(data_dir=data_dir))
 
 
 def build_pipeline(layers: list[LayerConfig]) -> Any:

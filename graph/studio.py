@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from graph.builder import build_graph
 from graph.db import connect_kwargs, resolve_database_url
-from graph.runtime import AirlockServices, AirlockSettings
+from graph.runtime import AirlockServices, AirlockSettings, checkpoint_serde
 
 __all__ = ["checkpointer", "graph", "make_graph"]
 
@@ -41,6 +41,6 @@ async def checkpointer() -> AsyncIterator[AsyncPostgresSaver]:
     settings = AirlockSettings.from_env()
     url = resolve_database_url(settings.database_url, data_dir=settings.data_dir)
     async with AsyncConnectionPool(url, max_size=10, kwargs=connect_kwargs(), open=False) as pool:
-        saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        saver = AsyncPostgresSaver(pool, serde=checkpoint_serde(settings.data_dir))  # type: ignore[arg-type]
         await saver.setup()
         yield saver

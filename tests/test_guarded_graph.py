@@ -204,3 +204,19 @@ def test_structured_answer_must_match_the_schema(database_url):
         assert json.loads(good.reply)["reservation_id"] == "VAAOXJ"
     finally:
         services.close()
+
+
+def test_checkpoints_are_encrypted_at_rest(database_url):
+    services = make_services(database_url)
+    try:
+        app, _ = make_app(services, [AIMessage(content="Noted.")])
+        thread = app.new_thread(user_id=USER)
+        app.send(thread_id=thread, user_id=USER, text=f"My e-mail is {EMAIL}, born {DOB}.")
+        with services.pool.connection() as conn:
+            blobs = conn.execute("SELECT blob FROM checkpoint_blobs WHERE thread_id = %s", (thread,)).fetchall()
+            writes = conn.execute("SELECT blob FROM checkpoint_writes WHERE thread_id = %s", (thread,)).fetchall()
+        raw = b"".join(bytes(r["blob"]) for r in [*blobs, *writes] if r["blob"] is not None)
+        assert raw and EMAIL.encode() not in raw and b"Noted." not in raw
+        assert app.messages(thread)[-1].content == "Noted."  # and the app reads them back
+    finally:
+        services.close()
