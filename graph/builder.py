@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from langgraph.graph import END, START, StateGraph
@@ -54,7 +55,10 @@ def build_graph(
             policy=policy, domain=services.domain, audit=services.audit,
             idempotency=services.idempotency, breakers=services.breakers, redact=services.redact,
             reviewer=services.reviewer, scan_result=services.scan_tool_result,
-            resolve=services.resolve_placeholders if services.vault_store is not None else None,
+            resolve=(
+                partial(services.resolve_placeholders, fields=services.domain.pii_fields)
+                if services.vault_store is not None else None
+            ),
             model_sees_masked_data=services.model_sees_masked_data,
         ),
         "guard_output": OutputGuard(

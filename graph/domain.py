@@ -60,6 +60,11 @@ class Domain(Protocol):
         ...
 
     @property
+    def pii_fields(self) -> frozenset[str]:
+        """Return the argument names whose placeholders code may resolve to real values."""
+        ...
+
+    @property
     def error_type(self) -> type[Exception]:
         """Return the exception a tool raises for a refused request (not retried)."""
         ...

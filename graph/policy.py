@@ -8,7 +8,7 @@ not validate fails at load with the file, the line, the rule and the reason.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,6 +19,7 @@ from graph.cel import CelError, Condition, template_paths
 
 __all__ = [
     "ConfirmGuardrail",
+    "check_policy_for_tools",
     "Escalation",
     "GuardsConfig",
     "IdempotencyGuardrail",
@@ -169,7 +170,7 @@ class Escalation(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     tool: str = "*"
     when: str
-    phase: Literal["before", "after"] = "after"
+    phase: Literal["before", "after"] = "before"
     assignee: str = Field(min_length=1)
     timeout: Duration = 4 * 3600.0
     timeout_action: Literal["reject", "approve"] = Field(default="reject", alias="timeoutAction")
@@ -354,3 +355,25 @@ def load_policy(path: str | Path, *, known_tools: Iterable[str] | None = None) -
                     f"escalations[{index}]({esc.id}).tool", f"unknown tool {esc.tool!r}",
                 )
     return policy
+
+
+def check_policy_for_tools(policy: Policy, writes: Mapping[str, bool]) -> None:
+    """Refuse a policy that leaves a write tool unguarded or reviews a write after it ran.
+
+    Args:
+        policy: The loaded policy.
+        writes: Tool name to "is a write tool".
+
+    Raises:
+        ValueError: Naming the tools or escalations at fault.
+    """
+    unguarded = sorted(name for name, write in writes.items() if write and not policy.tools.get(name))
+    if unguarded:
+        raise ValueError(f"policy {policy.name!r} leaves write tools unguarded: {', '.join(unguarded)}")
+    # A review after a write comes too late (the money already moved) and an edit would write twice.
+    late = [e.id for e in policy.escalations if e.phase == "after" and (e.tool == "*" or writes.get(e.tool))]
+    if late:
+        raise ValueError(
+            f"policy {policy.name!r}: escalations {', '.join(late)} review write tools after they ran; "
+            "use phase: before for write tools (after-phase rules must name a read tool)"
+        )

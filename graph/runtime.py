@@ -17,7 +17,7 @@ from psycopg_pool import ConnectionPool
 
 from graph.db import migrate, open_pool, resolve_database_url
 from graph.domain import Domain
-from graph.policy import LayerConfig, Policy, load_policy
+from graph.policy import LayerConfig, Policy, check_policy_for_tools, load_policy
 from nodes.audit import AuditLog
 from nodes.guardrails.idempotency import IdempotencyStore
 from nodes.guardrails.resilience import BreakerRegistry
@@ -94,18 +94,27 @@ class AirlockServices:
             return None
         return self.vault_store.for_thread(thread_id)
 
-    def resolve_placeholders(self, value: Any, thread_id: str | None) -> Any:
-        """Replace vault placeholders in a JSON-like value by the thread's real values."""
+    def resolve_placeholders(self, value: Any, thread_id: str | None, *, fields: frozenset[str]) -> Any:
+        """Restore the thread's real values for placeholders, only in the argument ``fields`` that carry PII.
+
+        Restricting it to declared fields (passenger names, dates of birth) keeps a placeholder
+        the model puts anywhere else (a flight number, a reservation id) from being turned
+        back into the customer's e-mail and echoed in an error message.
+        """
         vault = self.vault_for(thread_id)
-        if vault is None:
+        if vault is None or not fields:
             return value
-        if isinstance(value, str):
-            return vault.resolve(value) if "<" in value else value
-        if isinstance(value, Mapping):
-            return {k: self.resolve_placeholders(v, thread_id) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.resolve_placeholders(v, thread_id) for v in value]
-        return value
+
+        def walk(node: Any, key: str | None) -> Any:
+            if isinstance(node, str):
+                return vault.resolve(node) if key in fields and "<" in node else node
+            if isinstance(node, Mapping):
+                return {k: walk(v, k) for k, v in node.items()}
+            if isinstance(node, list | tuple):
+                return [walk(v, key) for v in node]
+            return node
+
+        return walk(value, None)
 
     def redact(self, value: Any) -> Any:
         """Mask PII in a JSON-like value before it is audited or shown to a reviewer."""
@@ -194,6 +203,7 @@ class AirlockServices:
             factory: Callable[..., Domain] = domain_factory or AirlineDomain.from_pool
             domain = factory(pool=pool)
             policy = load_policy(settings.policy_path or POLICY_PATH, known_tools=domain.tools)
+            check_policy_for_tools(policy, {name: spec.write for name, spec in domain.tools.items()})
             services = cls(
                 settings=settings, pool=pool, policy=policy, domain=domain,
                 audit=AuditLog(pool=pool), idempotency=IdempotencyStore(pool=pool),

@@ -98,12 +98,9 @@ class AirlockApp:
     def _own(self, thread_id: str, user_id: str) -> None:
         owner = self.thread_owner(thread_id)
         if owner is None:
-            with self.services.pool.connection() as conn:
-                conn.execute(
-                    "INSERT INTO threads (thread_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                    (thread_id, user_id),
-                )
-            owner = self.thread_owner(thread_id)
+            # Threads are created by new_thread; an unknown id (or one made elsewhere, e.g.
+            # through the LangGraph API) is never handed to whoever asks first.
+            raise NotAllowedError("unknown conversation; start a new one")
         if owner != user_id:
             raise NotAllowedError("this conversation belongs to another customer")
 
@@ -201,6 +198,11 @@ class AirlockApp:
         pending = self._pending_of(snapshot)
         before = len(snapshot.values.get("messages", []))
         confirms = [p for p in pending if p.kind == "confirm"]
+        if len(confirms) > 1:
+            return self._result(
+                thread_id, before, snapshot=snapshot,
+                notice="Several requests wait for your confirmation: use the Confirm / Cancel buttons of each.",
+            )
         if confirms:
             verdict = parse_confirmation_text(text)
             if verdict is None:

@@ -15,15 +15,16 @@ from graph.state import AirlockState
 from nodes.audit import AuditLog
 from nodes.guards.base import Action, GuardContext
 from nodes.metrics import record_decisions
+from nodes.model.offline import TRANSFER_MESSAGE
 
 __all__ = ["TRANSFER_MESSAGE", "OutputGuard"]
 
-TRANSFER_MESSAGE = "YOU ARE BEING TRANSFERRED TO A HUMAN AGENT. PLEASE HOLD ON."
 WITHHELD = "Sorry, I can't share that answer. A human agent can help if you need more."
 
 
 def _transferred(messages: list[Any]) -> bool:
-    for message in reversed(messages):
+    """Return True when this turn's last tool call was a successful hand-off to a human."""
+    for message in reversed(messages[:-1]):  # the newest message is the answer being guarded
         if isinstance(message, ToolMessage) and message.name == "transfer_to_human_agents":
             try:
                 status = json.loads(str(message.content)).get("status")

@@ -29,6 +29,7 @@ from graph.policy import (
     Policy,
     PreToolGuardrail,
     ResilienceGuardrail,
+    check_policy_for_tools,
 )
 from graph.state import ToolTask
 from nodes.audit import AuditLog
@@ -42,6 +43,7 @@ __all__ = ["ReviewDecision", "Reviewer", "ToolGuard", "ToolOutcome"]
 log = logging.getLogger(__name__)
 
 Redactor = Callable[[Any], Any]
+_REPLAY_TTL = 7 * 86400.0  # how long a reviewed read's result is kept for the node's re-run
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,12 +115,7 @@ class ToolGuard:
         self._masked_world = model_sees_masked_data
         # Compile once: conditions are validated at policy load, this keeps programs warm.
         self._conditions: dict[str, Condition] = {}
-        write_tools = [n for n, spec in domain.tools.items() if spec.write]
-        unguarded = [n for n in write_tools if not policy.tools.get(n)]
-        if unguarded:
-            raise ValueError(
-                f"policy {policy.name!r} leaves write tools unguarded: {', '.join(unguarded)}"
-            )
+        check_policy_for_tools(policy, {n: spec.write for n, spec in domain.tools.items()})
 
     def _cond(self, source: str) -> Condition:
         cond = self._conditions.get(source)
@@ -217,6 +214,10 @@ class ToolGuard:
         # 2. idempotency lookup (a read; the claim comes after consent)
         idem: IdempotencyGuardrail | None = self._policy.guardrail(name, IdempotencyGuardrail)
         key = idempotency_key(name, user_id, args, idem.key_fields) if idem else None
+        if key is None and self._policy.escalations_for(name, "after"):
+            # The node is re-run when the reviewer answers: record this call's result so the
+            # re-run replays it instead of running (and auditing) the tool a second time.
+            key = f"{name}:call:{thread_id}:{call_id}"
         if key is not None:
             cached = self._idem.await_in_flight(key, wait_timeout=idem.wait_timeout if idem else 30.0)
             if cached is not None:
@@ -274,10 +275,10 @@ class ToolGuard:
 
         # 5. atomic claim, then resilience around the tool
         token = ""
-        if idem is not None and key is not None:
+        if key is not None:
             try:
                 claim = self._idem.claim(
-                    key, tool=name, user_id=user_id, wait_timeout=idem.wait_timeout
+                    key, tool=name, user_id=user_id, wait_timeout=idem.wait_timeout if idem else 30.0
                 )
             except IdempotencyTimeoutError:
                 return self._finish(
@@ -321,11 +322,11 @@ class ToolGuard:
             decisions.extend(scan_decisions)
         if token and key:
             self._idem.complete(key, token, {**content, "_origin": origin},
-                                ttl=idem.ttl if idem else 0.0)
+                                ttl=idem.ttl if idem else _REPLAY_TTL)
         outcome = self._finish(
             str(content["status"]), content, thread_id, actor, name,
             {**base, "confirmed_by": confirmed_by, "idempotency_key": key}, audit_args,
-            event="tool.executed", decisions=decisions,
+            event="tool.executed", decisions=decisions, scanned=True,
         )
         return self._review_after(name, args, facts, content, thread_id, actor, call_id, again,
                                   outcome)
@@ -468,9 +469,14 @@ class ToolGuard:
     def _finish(
         self, status: str, content: dict[str, Any], thread_id: str | None, actor: str,
         tool: str, meta: dict[str, Any], args: Mapping[str, Any], *, event: str | None = None,
-        decisions: list[dict[str, Any]] | None = None,
+        decisions: list[dict[str, Any]] | None = None, scanned: bool = False,
     ) -> ToolOutcome:
         event = event or f"tool.{status}"
+        if not scanned and status in {"error", "invalid"}:
+            # A backend error can echo an argument that code resolved from the vault (a
+            # passenger's name): mask it like any text going to the model. Denials and
+            # reviewer messages are written by the policy and the reviewer, not echoed.
+            content = self._redact(content)
         decision = {**{k: v for k, v in meta.items() if v is not None}, "action": status}
         record_tool(tool, status, content)
         self._audit.append(

@@ -220,3 +220,27 @@ def test_checkpoints_are_encrypted_at_rest(database_url):
         assert app.messages(thread)[-1].content == "Noted."  # and the app reads them back
     finally:
         services.close()
+
+
+def test_placeholders_are_resolved_only_in_pii_fields(database_url):
+    """A placeholder smuggled into another argument is never turned back into the customer's data."""
+    services = make_services(database_url)
+    try:
+        def probe(messages):
+            text = next(m.content for m in messages if isinstance(m, HumanMessage))
+            start = text.index("<EMAIL_ADDRESS")
+            placeholder = text[start:text.index(">", start) + 1]
+            return AIMessage(content="", tool_calls=[
+                {"name": "get_flight_status", "args": {"flight_number": placeholder, "date": "2024-05-20"},
+                 "id": "call_status"},
+                {"name": "get_reservation_details", "args": {"reservation_id": placeholder}, "id": "call_res"},
+            ])
+
+        app, model = make_app(services, [probe, AIMessage(content="Done.")])
+        thread = app.new_thread(user_id=USER)
+        app.send(thread_id=thread, user_id=USER, text=f"My email is {EMAIL}")
+        seen = json.dumps([[str(m.content) for m in call] for call in model.calls])
+        assert EMAIL not in seen
+        assert EMAIL not in _audit_text(services)
+    finally:
+        services.close()

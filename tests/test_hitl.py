@@ -251,3 +251,32 @@ def test_uncertain_message_waits_for_a_reviewer_before_the_model_sees_it(databas
         assert "can't help" in rejected.reply and model.call_count == 1
     finally:
         services.close()
+
+
+def test_transfer_protocol_is_enforced_by_code(services):
+    """Whatever the model says after an approved hand-off, the customer gets the fixed text."""
+    app, _ = make_app(services, [_transfer(), AIMessage(content="ok, all sorted!")])
+    thread = app.new_thread(user_id=USER)
+    app.send(thread_id=thread, user_id=USER, text="Please transfer me to a human agent")
+    review = app.list_reviews(roles=REVIEWER)[0]
+    done = app.decide_review(review_id=review["review_id"], reviewer="sam", roles=REVIEWER, action="approve")
+    assert done.reply == "YOU ARE BEING TRANSFERRED TO A HUMAN AGENT. PLEASE HOLD ON."
+
+
+def test_a_reviewed_tool_runs_once_across_the_pause(services):
+    app, _ = make_app(services, [_transfer(), summarise])
+    thread = app.new_thread(user_id=USER)
+    app.send(thread_id=thread, user_id=USER, text="Please transfer me to a human agent")
+    review = app.list_reviews(roles=REVIEWER)[0]
+    app.decide_review(review_id=review["review_id"], reviewer="sam", roles=REVIEWER, action="approve")
+    assert audit_types(services, thread).count("tool.executed") == 1
+
+
+def test_policies_may_not_review_writes_after_they_ran(database_url, tmp_path):
+    data = yaml.safe_load(POLICY_PATH.read_text())
+    data["escalations"].append({"type": "hitl.escalate", "id": "late", "tool": "update_reservation_baggages",
+                                "phase": "after", "when": "true", "assignee": "supervisor"})
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ValueError, match="use phase: before for write tools"):
+        make_services(database_url, policy=path)

@@ -85,7 +85,6 @@ def cmd_db(args: argparse.Namespace) -> int:
         # pgserver runs the server as its own (unprivileged) user; stop it as that user.
         server = pgserver.get_server(str(data), cleanup_mode=None)
         pg_ctl(["-w", "stop", "-m", "fast"], pgdata=data, user=server.system_user)
-        type(server)._instances.pop(data, None)
         print(f"stopped the embedded Postgres in {data}")
         return 0
     url = resolve_database_url(args.database_url, data_dir=_settings(args).data_dir)

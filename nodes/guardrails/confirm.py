@@ -23,11 +23,15 @@ __all__ = [
     "parse_confirmation_text",
 ]
 
+# A reply confirms only when it is nothing but a consent phrase ("yes", "yes please, go ahead!");
+# "sure? what does it cost" or "yes but only 1 bag" is not consent.
 _YES = re.compile(
     r"^\s*(?:yes|y|yeah|yep|ok|okay|sure|confirm(?:ed)?|i confirm|go ahead|proceed|do it|"
-    r"s[ií]|confirmo|oui|je confirme|ja|ich best[äa]tige|sim|confermo)\b[\s.!]*",
+    r"s[ií]|confirmo|oui|je confirme|ja|ich best[äa]tige|sim|confermo)"
+    r"(?:[\s,]+(?:please|thanks|thank you|go ahead|proceed|do it|confirm(?:ed)?|i confirm))*[\s.!]*$",
     re.IGNORECASE,
 )
+# Declining is safe, so any reply that starts with a refusal cancels.
 _NO = re.compile(
     r"^\s*(?:no|n|nope|cancel|stop|don'?t|do not|abort|non|nein|n[ãa]o|annulla|cancelar)\b",
     re.IGNORECASE,

@@ -19,6 +19,8 @@ class AirlineDomain:
     """Adapter from :class:`AirlineBackend` to the graph's ``Domain`` protocol."""
 
     error_type: type[Exception] = ToolError
+    # Passenger details are the only arguments that may carry the customer's own PII.
+    pii_fields: frozenset[str] = frozenset({"first_name", "last_name", "dob"})
 
     def __init__(self, *, backend: AirlineBackend) -> None:
         self.backend = backend
