@@ -53,6 +53,10 @@ class Domain(Protocol):
         """Compute, by code, everything a guardrail may rely on for this call."""
         ...
 
+    def state_token(self, tool: str, args: Mapping[str, Any], *, user_id: str | None) -> str:
+        """Return a digest of the current state this call acts on (e.g. the reservation)."""
+        ...
+
     def execute(
         self, tool: str, args: Mapping[str, Any], *, idempotency_key: str | None
     ) -> Any:

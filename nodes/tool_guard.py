@@ -213,23 +213,32 @@ class ToolGuard:
 
         # 2. idempotency lookup (a read; the claim comes after consent)
         idem: IdempotencyGuardrail | None = self._policy.guardrail(name, IdempotencyGuardrail)
-        key = idempotency_key(name, user_id, args, idem.key_fields) if idem else None
+        # The request (tool, customer, key fields) and the state it acts on: a reconnect that
+        # repeats a completed request on the state it left behind is deduplicated, while the
+        # same request on a state that changed since (A->B, B->A, A->B) is a new call.
+        request = idempotency_key(name, user_id, args, idem.key_fields) if idem else None
+        pre_state = self._domain.state_token(name, args, user_id=user_id) if request else ""
+        key = f"{request}@{pre_state}" if request else None
         if key is None and self._policy.escalations_for(name, "after"):
             # The node is re-run when the reviewer answers: record this call's result so the
             # re-run replays it instead of running (and auditing) the tool a second time.
             key = f"{name}:call:{thread_id}:{call_id}"
         if key is not None:
-            cached = self._idem.await_in_flight(key, wait_timeout=idem.wait_timeout if idem else 30.0)
+            wait = idem.wait_timeout if idem else 30.0
+            cached = self._idem.await_in_flight(key, prefix=f"{request}@" if request else None, wait_timeout=wait)
             if cached is not None:
                 if cached.get("_origin") != origin:
                     return self._deduplicated(name, cached, thread_id, actor, base, audit_args, key)
                 # This node executed the call before an interrupt and is being re-run:
                 # go straight to the post-tool review with the stored result.
-                content = {k: v for k, v in cached.items() if k != "_origin"}
+                content = {k: v for k, v in cached.items() if not k.startswith("_")}
                 return self._review_after(
                     name, args, facts, content, thread_id, actor, call_id, again,
                     ToolOutcome(status=str(content.get("status")), content=content),
                 )
+            latest = self._idem.lookup(request) if request else None
+            if latest is not None and latest.get("_post_state") == pre_state:
+                return self._deduplicated(name, latest, thread_id, actor, base, audit_args, key)
 
         # 3. escalation before the call (a pre-tool `escalate` rule, or a before-phase rule)
         if self._reviewer is not None:
@@ -321,8 +330,11 @@ class ToolGuard:
             content, scan_decisions = self._scan_tool_result(content, thread_id)
             decisions.extend(scan_decisions)
         if token and key:
-            self._idem.complete(key, token, {**content, "_origin": origin},
-                                ttl=idem.ttl if idem else _REPLAY_TTL)
+            post_state = self._domain.state_token(name, args, user_id=user_id) if request else ""
+            stored = {**content, "_origin": origin, "_post_state": post_state}
+            self._idem.complete(key, token, stored, ttl=idem.ttl if idem else _REPLAY_TTL)
+            if request and idem:
+                self._idem.remember(request, stored, ttl=idem.ttl)
         outcome = self._finish(
             str(content["status"]), content, thread_id, actor, name,
             {**base, "confirmed_by": confirmed_by, "idempotency_key": key}, audit_args,
@@ -458,7 +470,7 @@ class ToolGuard:
         self, name: str, cached: dict[str, Any], thread_id: str | None, actor: str,
         base: dict[str, Any], args: Mapping[str, Any], key: str,
     ) -> ToolOutcome:
-        kept = {k: v for k, v in cached.items() if k != "_origin"}
+        kept = {k: v for k, v in cached.items() if not k.startswith("_")}
         content = {**kept, "status": "deduplicated", "original_status": cached.get("status")}
         return self._finish(
             "deduplicated", content, thread_id, actor, name,

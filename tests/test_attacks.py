@@ -168,3 +168,26 @@ def test_model_text_alone_never_executes_anything(services):
     thread = app.new_thread(user_id=USER)
     app.send(thread_id=thread, user_id=USER, text="hello")
     assert ledger_rows(services) == []
+
+
+def test_repeating_a_request_after_the_state_changed_runs_it_again(services):
+    """A->B, B->A, A->B: the third change is a new call, not a replay of the first."""
+    original = reservation_doc(services, RES)["passengers"]
+    renamed = [{**original[0], "first_name": "Lea"}]
+
+    def change(passengers, call_id):
+        return tool_call("update_reservation_passengers", {"reservation_id": RES, "passengers": passengers}, call_id)
+
+    app, _ = make_app(services, [change(renamed, "c1"), summarise, change(original, "c2"), summarise,
+                                 change(renamed, "c3"), summarise, change(renamed, "c4"), summarise])
+    thread = app.new_thread(user_id=USER)
+    statuses = []
+    for _ in range(3):
+        gate = app.send(thread_id=thread, user_id=USER, text="update the passenger on VAAOXJ").pending[0]
+        done = app.answer_confirm(thread_id=thread, user_id=USER, interrupt_id=gate.id, action="confirm")
+        statuses.append(tool_payloads(done.messages)[-1]["status"])
+    assert statuses == ["completed", "completed", "completed"]
+    assert reservation_doc(services, RES)["passengers"][0]["first_name"] == "Lea"
+    # Sending the last request again (a reconnect) is a replay: no gate, deduplicated.
+    again = app.send(thread_id=app.new_thread(user_id=USER), user_id=USER, text="update the passenger on VAAOXJ")
+    assert again.pending == [] and tool_payloads(again.messages)[-1]["status"] == "deduplicated"

@@ -68,27 +68,39 @@ class IdempotencyStore:
             ).fetchone()
         return None if row is None else dict(row["result"])  # type: ignore[call-overload,index]
 
-    def await_in_flight(self, key: str, *, wait_timeout: float = 30.0, poll: float = 0.05) -> dict[str, Any] | None:
-        """Wait while a live duplicate holds ``key``; return its result, or None if there is none.
+    def await_in_flight(
+        self, key: str, *, prefix: str | None = None, wait_timeout: float = 30.0, poll: float = 0.05
+    ) -> dict[str, Any] | None:
+        """Wait while a live call holds ``key`` (or any key starting with ``prefix``).
 
+        Returns the completed result stored under ``key``, or None when there is none.
         Used before the confirm gate: a request identical to one being executed right now
-        must get that result, not a second gate priced on the half-updated data.
+        must get that result, not a second gate priced on half-updated data.
         """
         deadline = time.monotonic() + wait_timeout
         while True:
             with self._pool.connection() as conn:
-                row = conn.execute(
-                    "SELECT status, result, claimed_at > now() - make_interval(secs => %s) AS live"
-                    " FROM idempotency_keys WHERE key = %s AND (status = 'in_progress' OR expires_at > now())",
-                    (self._stale_after, key),
+                busy = conn.execute(
+                    "SELECT 1 FROM idempotency_keys WHERE status = 'in_progress'"
+                    " AND claimed_at > now() - make_interval(secs => %s)"
+                    " AND (key = %s OR (%s::text IS NOT NULL AND starts_with(key, %s::text))) LIMIT 1",
+                    (self._stale_after, key, prefix, prefix),
                 ).fetchone()
-            if row is None:
-                return None
-            if row["status"] == "completed":  # type: ignore[call-overload,index]
-                return dict(row["result"])  # type: ignore[call-overload,index]
-            if not row["live"] or time.monotonic() >= deadline:  # type: ignore[call-overload,index]
-                return None
+            if busy is None or time.monotonic() >= deadline:
+                return self.lookup(key)
             time.sleep(poll)
+
+    def remember(self, key: str, result: Mapping[str, Any], *, ttl: float) -> None:
+        """Store ``result`` as the latest completion of a request (overwriting an older one)."""
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO idempotency_keys (key, tool, status, owner, result, completed_at, expires_at)"
+                " VALUES (%(key)s, split_part(%(key)s, ':', 1), 'completed', 'latest', %(result)s, now(),"
+                "         now() + make_interval(secs => %(ttl)s))"
+                " ON CONFLICT (key) DO UPDATE SET status = 'completed', owner = 'latest', result = EXCLUDED.result,"
+                "   completed_at = now(), expires_at = EXCLUDED.expires_at",
+                {"key": key, "result": Jsonb(dict(result)), "ttl": ttl},
+            )
 
     def _try_claim(self, key: str, tool: str, user_id: str | None, token: str) -> bool:
         with self._pool.connection() as conn:

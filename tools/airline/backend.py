@@ -190,6 +190,16 @@ class AirlineBackend:
             )
             return [dict(r) for r in cur.fetchall()]
 
+    def state_version(self, *, user_id: str | None = None, reservation_id: str | None = None) -> int:
+        """Return a number that grows with every write to the reservation (or the user): the last event id."""
+        column, value = ("reservation_id", reservation_id) if reservation_id else ("user_id", user_id)
+        if value is None:
+            return 0
+        with self._cursor() as cur:
+            cur.execute(f"SELECT coalesce(max(id), 0) AS v FROM airline_events WHERE {column} = %s", (value,))
+            row = cur.fetchone()
+        return int(row["v"]) if row else 0
+
     # ------------------------------------------------------------------ read tools
 
     def get_user_details(self, *, user_id: str) -> dict[str, Any]:

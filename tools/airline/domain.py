@@ -47,6 +47,17 @@ class AirlineDomain:
         return compute_facts(self.backend, tool, dict(args), user_id=user_id,
                              conversation=dict(conversation))
 
+    def state_token(self, tool: str, args: Mapping[str, Any], *, user_id: str | None) -> str:
+        """Version the reservation the call changes (or the customer, for bookings and certificates).
+
+        A version, not a content hash: after A->B->A the reservation looks as it did at first,
+        but a new A->B must still be a new call.
+        """
+        reservation_id = args.get("reservation_id")
+        if isinstance(reservation_id, str) and reservation_id:
+            return f"r:{reservation_id}:{self.backend.state_version(reservation_id=reservation_id)}"
+        return f"u:{user_id}:{self.backend.state_version(user_id=user_id)}"
+
     def execute(self, tool: str, args: Mapping[str, Any], *, idempotency_key: str | None) -> Any:
         """Run the tool; ToolError on a refused request."""
         return self.backend.call(tool, args, idempotency_key=idempotency_key)
