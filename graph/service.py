@@ -20,7 +20,6 @@ from graph.context import AirlockContext
 from graph.reviews import REVIEWER_ROLE, StaleReviewError, sign_decision, sweeper_id
 from graph.runtime import AirlockServices
 from nodes.guardrails.confirm import parse_confirmation_text
-from nodes.tracing import tracing_callbacks
 
 __all__ = ["AirlockApp", "NotAllowedError", "PendingInterrupt", "StaleReviewError", "TurnResult"]
 
@@ -76,7 +75,6 @@ class AirlockApp:
         self.graph = build_graph(
             services=services, model=model, checkpointer=services.checkpointer()
         )
-        self._callbacks = tracing_callbacks()
 
     # -- threads --------------------------------------------------------------------------
     def new_thread(self, *, user_id: str, title: str = "") -> str:
@@ -129,10 +127,7 @@ class AirlockApp:
 
     # -- state ----------------------------------------------------------------------------
     def _config(self, thread_id: str) -> RunnableConfig:
-        config: RunnableConfig = {"configurable": {"thread_id": thread_id}, "recursion_limit": RECURSION_LIMIT}
-        if self._callbacks:
-            config["callbacks"] = self._callbacks
-        return config
+        return {"configurable": {"thread_id": thread_id}, "recursion_limit": RECURSION_LIMIT}
 
     def _snapshot(self, thread_id: str) -> Any:
         return self.graph.get_state(self._config(thread_id))

@@ -22,10 +22,12 @@ class AirlockState(InputState, total=False):
 
     Attributes:
         decisions: Every guard and guardrail decision of the thread, PII-free, in order.
+        guarded_ids: Ids of the customer messages the input guard has already checked.
         input_action: The input guard's final action for the latest user message.
     """
 
     decisions: Annotated[list[dict[str, Any]], operator.add]
+    guarded_ids: Annotated[list[str], operator.add]
     input_action: str
 
 

@@ -13,6 +13,7 @@ from langgraph.types import Send
 
 from graph.context import AirlockContext
 from graph.state import AirlockState, ToolTask
+from nodes.tracing import tracing_callbacks
 
 __all__ = ["CallModel", "conversation_facts", "route_after_model"]
 
@@ -93,7 +94,10 @@ class CallModel:
                 "Please ask for a human agent if you need more help.",
             )]}
         system = self._system + f"\n\nSigned-in customer: {ctx.user_id or 'unknown'}"
-        reply = self._model.invoke([SystemMessage(content=system), *messages])
+        # Tracing sees the model call only: its input is the guarded (masked) conversation,
+        # never the raw graph input that the first checkpoint of a turn holds.
+        reply = self._model.invoke([SystemMessage(content=system), *messages],
+                                   config={"callbacks": tracing_callbacks()})
         if not isinstance(reply, AIMessage):
             reply = AIMessage(content=str(getattr(reply, "content", reply)))
         return {"messages": [reply]}

@@ -53,43 +53,56 @@ class InputGuard:
     def __call__(
         self, state: AirlockState, config: RunnableConfig, runtime: Runtime[AirlockContext]
     ) -> dict[str, Any]:
-        """Guard the newest human message."""
-        messages = state.get("messages", [])
-        last = messages[-1] if messages else None
-        if not isinstance(last, HumanMessage) or last.additional_kwargs.get("airlock_guard"):
+        """Guard every customer message not checked yet (tracked by id in state, not by a flag)."""
+        seen = set(state.get("guarded_ids", []))
+        fresh = [m for m in state.get("messages", []) if isinstance(m, HumanMessage) and m.id not in seen]
+        if not fresh:
             return {"input_action": "allow"}
         ctx_rt = runtime.context or AirlockContext()
         thread_id = (config.get("configurable") or {}).get("thread_id")
+        actor = ctx_rt.actor or ctx_rt.user_id or "anonymous"
+        replacements: list[HumanMessage] = []
+        decisions: list[dict[str, Any]] = []
+        final = "allow"
+        for message in fresh:
+            action, text, found = self._guard(message, ctx_rt, thread_id, actor)
+            decisions.extend(found)
+            blocked = action is Action.BLOCK
+            replacements.append(HumanMessage(
+                content=BLOCKED_PLACEHOLDER if blocked else text, id=message.id,
+                additional_kwargs={"airlock_guard": action.value},
+            ))
+            if blocked:
+                final = "block"
+        return {"messages": replacements, "decisions": decisions, "input_action": final,
+                "guarded_ids": [str(m.id) for m in fresh]}
+
+    def _guard(
+        self, message: HumanMessage, ctx_rt: AirlockContext, thread_id: str | None, actor: str
+    ) -> tuple[Action, str, list[dict[str, Any]]]:
         ctx = GuardContext(
             direction="input", thread_id=thread_id, user_id=ctx_rt.user_id,
             vault=self._vault_for(thread_id) if self._vault_for else None,
         )
-        result = self._pipeline.run(_text(last), ctx)
+        result = self._pipeline.run(_text(message), ctx)
         action = result.action
         decisions = [{"stage": "input", **d.to_dict()} for d in result.decisions]
         if action is Action.ESCALATE:
             if self._uncertain == "review" and self._review_uncertain is not None:
                 approved = self._review_uncertain(
-                    thread_id=thread_id, actor=ctx_rt.actor or ctx_rt.user_id or "anonymous",
-                    text=result.text, message_id=str(last.id), decisions=decisions,
+                    thread_id=thread_id, actor=actor, text=result.text, message_id=str(message.id),
+                    decisions=decisions,
                 )
                 action = Action.ALLOW if approved else Action.BLOCK
             else:
                 action = Action.ALLOW if self._uncertain == "allow" else Action.BLOCK
         self._audit.append(
-            "guard.input", actor=ctx_rt.actor or ctx_rt.user_id or "anonymous",
-            thread_id=thread_id,
+            "guard.input", actor=actor, thread_id=thread_id,
             payload={"action": action.value, "pipeline_action": result.action.value,
                      "latency_ms": round(result.latency_ms, 3), "decisions": decisions},
         )
         record_decisions(decisions)
-        blocked = action is Action.BLOCK
-        replacement = HumanMessage(
-            content=BLOCKED_PLACEHOLDER if blocked else result.text,
-            id=last.id,
-            additional_kwargs={"airlock_guard": action.value},
-        )
-        return {"messages": [replacement], "decisions": decisions, "input_action": action.value}
+        return action, result.text, decisions
 
 
 def route_after_input(state: AirlockState) -> str:

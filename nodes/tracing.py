@@ -16,8 +16,8 @@ _HANDLER: list[Any] = []
 def tracing_callbacks(environ: Mapping[str, str] | None = None) -> list[Any]:
     """Return ``[CallbackHandler]`` when LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are set, else ``[]``.
 
-    The handler is created once per process. Traces carry what the graph holds, which is
-    already masked by the PII layer before the model sees it.
+    The handler is created once per process and attached to the model call only, so traces
+    carry the guarded (PII-masked) conversation the model sees.
     """
     env = os.environ if environ is None else environ
     if not (env.get("LANGFUSE_PUBLIC_KEY") and env.get("LANGFUSE_SECRET_KEY")):
