@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    HumanMessage,
+    RemoveMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
@@ -93,6 +101,17 @@ class CallModel:
                 content="I could not complete this request automatically. "
                 "Please ask for a human agent if you need more help.",
             )]}
+        # A run that failed half-way (a crash in a sibling tool task) can leave tool calls
+        # without answers; every chat API refuses such a history, so answer them first.
+        answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+        repairs = [
+            ToolMessage(content='{"status": "error", "error": "this call did not complete; nothing was executed"}',
+                        tool_call_id=call["id"], name=call["name"], status="error")
+            for m in messages if isinstance(m, AIMessage) for call in m.tool_calls
+            if call.get("id") and call["id"] not in answered and m is not messages[-1]
+        ]
+        if repairs:
+            messages = _insert_after_calls(messages, repairs)
         system = self._system + f"\n\nSigned-in customer: {ctx.user_id or 'unknown'}"
         # Tracing sees the model call only: its input is the guarded (masked) conversation,
         # never the raw graph input that the first checkpoint of a turn holds.
@@ -100,7 +119,21 @@ class CallModel:
                                    config={"callbacks": tracing_callbacks()})
         if not isinstance(reply, AIMessage):
             reply = AIMessage(content=str(getattr(reply, "content", reply)))
+        if repairs:
+            # Rewrite the history so each answer sits right after its call (chat APIs insist).
+            return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), *messages, reply]}
         return {"messages": [reply]}
+
+
+def _insert_after_calls(messages: list[AnyMessage], repairs: list[ToolMessage]) -> list[AnyMessage]:
+    """Place each synthetic answer right after the AI message that made the call."""
+    by_call = {r.tool_call_id: r for r in repairs}
+    out: list[AnyMessage] = []
+    for message in messages:
+        out.append(message)
+        if isinstance(message, AIMessage):
+            out.extend(by_call[str(c["id"])] for c in message.tool_calls if c.get("id") in by_call)
+    return out
 
 
 def route_after_model(state: AirlockState) -> list[Send] | str:

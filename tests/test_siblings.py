@@ -59,3 +59,34 @@ def test_sibling_call_runs_once_across_the_pause(database_url):
         assert model.call_count == 2
     finally:
         services.close()
+
+
+class CrashingDomain(AirlineDomain):
+    """Facts for one tool fail unexpectedly (a bug, a dropped connection)."""
+
+    def facts(self, tool, args, *, user_id, conversation):
+        if tool == "get_flight_status":
+            raise RuntimeError("database went away")
+        return super().facts(tool, args, user_id=user_id, conversation=conversation)
+
+
+def test_a_crashed_tool_task_does_not_strand_the_thread(database_url):
+    services = make_services(database_url, domain_factory=lambda *, pool: CrashingDomain.from_pool(pool=pool))
+    try:
+        both = AIMessage(content="", tool_calls=[
+            {"name": "get_reservation_details", "args": {"reservation_id": RES}, "id": "call_ok"},
+            {"name": "get_flight_status", "args": {"flight_number": "HAT287", "date": "2024-05-24"}, "id": "call_bad"},
+        ])
+        app, model = make_app(services, [both, AIMessage(content="Sorry about that.")])
+        thread = app.new_thread(user_id=USER)
+        with pytest.raises(RuntimeError, match="database went away"):
+            app.send(thread_id=thread, user_id=USER, text="status of VAAOXJ?")
+        # The next turn works: the unanswered call gets an error answer right after its request.
+        result = app.send(thread_id=thread, user_id=USER, text="hello again")
+        assert result.reply == "Sorry about that."
+        messages = app.messages(thread)
+        calls = next(i for i, m in enumerate(messages) if isinstance(m, AIMessage) and m.tool_calls)
+        answers = {m.tool_call_id for m in messages[calls + 1:calls + 3]}
+        assert answers == {"call_ok", "call_bad"}
+    finally:
+        services.close()
