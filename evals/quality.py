@@ -31,13 +31,8 @@ from evals.train_classifiers import (
     DEFAULT_SEED,
     EVALS_DATA,
     Record,
-    assign_splits,
-    embed_bipia,
-    jailbreak_standins,
+    build_records,
     label_injection,
-    load_airline_train,
-    load_corpus,
-    make_composites,
     read_jsonl,
     resolve_data_dir,
 )
@@ -71,13 +66,7 @@ def _action(value: Action) -> str:
 
 def test_split(seed: int, data_dir: Path) -> tuple[list[Record], list[Record], list[str]]:
     """Return (test attacks, test benign, tau-bench turns), rebuilt as the trainer builds them."""
-    records = load_corpus(data_dir)
-    airline, synth = load_airline_train(seed)
-    records += airline
-    assign_splits(records, seed)
-    records += embed_bipia(records, synth, seed)
-    records += jailbreak_standins(records)
-    records += make_composites(records, seed)
+    records = build_records(data_dir, seed)
     attacks = [r for r in records if r.split == "test" and label_injection(r) == 1]
     benign = [
         r for r in records if r.split == "test" and r.label == "benign" and label_injection(r) == 0

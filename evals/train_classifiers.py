@@ -1490,6 +1490,19 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+
+def build_records(data_dir: Path, seed: int) -> list[Record]:
+    """Return every labelled record with its split, as training and the quality eval see them."""
+    records = load_corpus(data_dir)
+    airline, synth = load_airline_train(seed)
+    records += airline
+    assign_splits(records, seed)
+    records += embed_bipia(records, synth, seed)
+    records += jailbreak_standins(records)
+    records += make_composites(records, seed)
+    return records
+
+
 def train(
     *,
     data_dir: Path,
@@ -1500,13 +1513,7 @@ def train(
 ) -> dict[str, Any]:
     """Train every head, write the artefacts to ``out_dir`` and (optionally) the reports."""
     t_start = time.perf_counter()
-    records = load_corpus(data_dir)
-    airline, synth = load_airline_train(seed)
-    records += airline
-    assign_splits(records, seed)
-    records += embed_bipia(records, synth, seed)
-    records += jailbreak_standins(records)
-    records += make_composites(records, seed)
+    records = build_records(data_dir, seed)
     eval_rows = read_jsonl(EVALS_DATA / "airline_eval.jsonl")
     taubench = [r.text for r in records if r.source == "taubench"]
     log(f"loaded {len(records)} records ({Counter(r.split for r in records)})")
