@@ -226,7 +226,13 @@ class AirlockApp:
         self, *, thread_id: str, user_id: str, interrupt_id: str, action: str,
         args_hash: str | None = None,
     ) -> TurnResult:
-        """Confirm or cancel a pending confirm gate, bound to the hash the customer saw."""
+        """Confirm or cancel one pending confirm gate.
+
+        The interrupt id names the exact gate the customer was shown (a changed call raises a
+        new gate with a new id); the answer carries that gate's hash, or the hash the UI
+        rendered, and the graph executes only when it equals the hash of the call it is about
+        to make.
+        """
         self._own(thread_id, user_id)
         if action not in ("confirm", "cancel"):
             raise ValueError("action must be 'confirm' or 'cancel'")
