@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evals.train_classifiers import EXPECTED_HEAD  # noqa: E402  (the label -> head map training uses)
 from nodes.guards.base import Action, GuardContext, create_guard
 from nodes.guards.classifiers import (
     MODEL_DIR,
@@ -34,12 +35,6 @@ from nodes.guards.classifiers import (
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "evals" / "data"
 EVAL_SETS = [DATA / "airline_eval.jsonl", DATA / "airline_final_check.jsonl"]
-EXPECTED_HEAD = {
-    "injection": "injection",
-    "jailbreak": "injection",
-    "harmful": "harmful",
-    "toxic": "toxicity",
-}
 BLOCKING_HEADS = ("injection", "toxicity", "harmful")
 CTX = GuardContext()
 
