@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evals.train_classifiers import EXPECTED_HEAD  # noqa: E402  (the label -> head map training uses)
+from evals.train_classifiers import EXPECTED_HEAD  # the label -> head map training uses
 from nodes.guards.base import Action, GuardContext, create_guard
 from nodes.guards.classifiers import (
     MODEL_DIR,
