@@ -185,6 +185,11 @@ class AirlockApp:
             notice=notice,
         )
 
+    def view(self, *, thread_id: str, user_id: str) -> TurnResult:
+        """Return a customer's whole thread (messages, decisions, pending gates) from one snapshot."""
+        self._own(thread_id, user_id)
+        return self._result(thread_id, 0)
+
     # -- customer actions -----------------------------------------------------------------
     def send(self, *, thread_id: str, user_id: str, text: str) -> TurnResult:
         """Send a customer message; a yes/no reply to a pending confirm gate resumes it."""

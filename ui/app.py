@@ -388,9 +388,8 @@ class AirlockUI:
             thread_id = str(rows[0]["thread_id"])
         if thread_id is None:
             return ChatView(thread_id=None, threads=threads, notice=notice)
-        messages = self.app.messages(thread_id)
-        decisions = self.app.decisions(thread_id)
-        pending = self.app.pending(thread_id)
+        snapshot = self.app.view(thread_id=thread_id, user_id=account.customer_id)
+        messages, decisions, pending = snapshot.messages, snapshot.decisions, snapshot.pending
         chat, ids = render_messages(messages, decisions, pending=pending)
         return ChatView(
             thread_id=thread_id, chat=chat, ids=ids, decisions=decision_rows(decisions),
