@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-__all__ = ["Domain", "ToolSpecLike"]
+__all__ = ["Domain", "ToolSpecLike", "describe_validation_error"]
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Summarise invalid tool arguments as ``field.path: reason; ...`` (no input values)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors())
 
 
 class ToolSpecLike(Protocol):

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from graph.cel import CelError, Condition, render_template
 from graph.context import AirlockContext
-from graph.domain import Domain
+from graph.domain import Domain, describe_validation_error
 from graph.policy import (
     ConfirmGuardrail,
     IdempotencyGuardrail,
@@ -160,11 +160,8 @@ class ToolGuard:
         try:
             args = spec.args_schema.model_validate(dict(raw_args)).model_dump(mode="json")
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors()
-            )
             return self._finish(
-                "invalid", {"status": "invalid", "error": f"invalid arguments: {problems}"},
+                "invalid", {"status": "invalid", "error": f"invalid arguments: {describe_validation_error(exc)}"},
                 thread_id, actor, name, base, self._redact(shown_args),
             )
 

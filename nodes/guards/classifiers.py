@@ -114,6 +114,14 @@ _SALT_WORD2 = 0x85EBCA77
 _SALT_CHAR = 0xC2B2AE3D  # xor-ed with the n-gram length
 
 
+
+def _read_only(array: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Return ``array`` as read-only (a copy if it was writeable), so shared weights cannot drift."""
+    if array.flags.writeable:
+        array = array.copy()
+        array.setflags(write=False)
+    return array
+
 class ClassifierArtefactError(RuntimeError):
     """Raised when a classifier artefact is missing, corrupted or incompatible."""
 
@@ -372,9 +380,7 @@ class Featurizer:
                 )
             if not (np.isfinite(idf).all() and (idf > 0).all()):
                 raise ClassifierArtefactError(f"idf has invalid values; {_REBUILD_HINT}")
-            if idf.flags.writeable:
-                idf = idf.copy()
-                idf.setflags(write=False)
+            idf = _read_only(idf)
         self.spec = spec
         self.idf = idf
         self.idf_sha256 = idf_sha256
@@ -467,9 +473,7 @@ class TextClassifier:
             raise ClassifierArtefactError(
                 f"classifier {name!r}: non-finite weights; {_REBUILD_HINT}"
             )
-        if weights.flags.writeable:
-            weights = weights.copy()
-            weights.setflags(write=False)
+        weights = _read_only(weights)
         self.name = name
         self.featurizer = featurizer
         self.thresholds = thresholds

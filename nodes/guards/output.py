@@ -490,26 +490,19 @@ class SanitizeGuard:
                 return m.group(2)  # keep the visible text, drop the link
             return m.group(0)
 
-        def autolink(m: re.Match[str]) -> str:
-            nonlocal removed
-            if _link_scheme(m.group(1)) in _DANGEROUS_SCHEMES:
-                removed += 1
-                return ""
-            return m.group(0)
+        def drop_dangerous(replacement: str) -> Callable[[re.Match[str]], str]:
+            """Replace a match whose first group is a dangerous link with ``replacement``."""
 
-        def refdef(m: re.Match[str]) -> str:
-            nonlocal removed
-            if _link_scheme(m.group(1)) in _DANGEROUS_SCHEMES:
-                removed += 1
-                return ""
-            return m.group(0)
+            def sub(m: re.Match[str]) -> str:
+                nonlocal removed
+                if _link_scheme(m.group(1)) in _DANGEROUS_SCHEMES:
+                    removed += 1
+                    return replacement
+                return m.group(0)
 
-        def dest(m: re.Match[str]) -> str:
-            nonlocal removed
-            if _link_scheme(m.group(1)) in _DANGEROUS_SCHEMES:
-                removed += 1
-                return "]"
-            return m.group(0)
+            return sub
+
+        autolink, refdef, dest = drop_dangerous(""), drop_dangerous(""), drop_dangerous("]")
 
         if "](" in text:
             text = _MD_LINK.sub(link, text)

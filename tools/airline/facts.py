@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from graph.domain import describe_validation_error
 from tools.airline import pricing
 from tools.airline.errors import ToolError
 from tools.airline.schemas import AIRLINE_TOOLS
@@ -272,10 +273,7 @@ def compute_facts(
             spec.args_schema.model_validate(raw)
             facts["args_valid"] = True
         except ValidationError as exc:
-            facts["args_error"] = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}"
-                for e in exc.errors()
-            )
+            facts["args_error"] = describe_validation_error(exc)
     else:
         facts["args_error"] = f"unknown tool {tool}"
 

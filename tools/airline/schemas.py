@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from graph.domain import describe_validation_error
 from tools.airline.errors import ToolError
 
 __all__ = [
@@ -340,10 +341,7 @@ def parse_args(tool: str, args: Mapping[str, Any] | None) -> BaseModel:
     try:
         return spec.args_schema.model_validate(dict(args or {}))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ToolError(f"Invalid arguments for {tool}: {problems}") from exc
+        raise ToolError(f"Invalid arguments for {tool}: {describe_validation_error(exc)}") from exc
 
 
 def langchain_tools() -> list[dict[str, Any]]:
