@@ -64,9 +64,11 @@ class InputGuard:
         replacements: list[HumanMessage] = []
         decisions: list[dict[str, Any]] = []
         final = "allow"
+        audits: list[dict[str, Any]] = []
         for message in fresh:
-            action, text, found = self._guard(message, ctx_rt, thread_id, actor)
+            action, text, found, audit = self._guard(message, ctx_rt, thread_id, actor)
             decisions.extend(found)
+            audits.append(audit)
             blocked = action is Action.BLOCK
             replacements.append(HumanMessage(
                 content=BLOCKED_PLACEHOLDER if blocked else text, id=message.id,
@@ -74,12 +76,17 @@ class InputGuard:
             ))
             if blocked:
                 final = "block"
+        # Audited only now: a later message may pause for a reviewer, and this node re-runs from
+        # its first line on resume, so nothing is written before every message got its decision.
+        for audit in audits:
+            self._audit.append("guard.input", actor=actor, thread_id=thread_id, payload=audit)
+        record_decisions(decisions)
         return {"messages": replacements, "decisions": decisions, "input_action": final,
                 "guarded_ids": [str(m.id) for m in fresh]}
 
     def _guard(
         self, message: HumanMessage, ctx_rt: AirlockContext, thread_id: str | None, actor: str
-    ) -> tuple[Action, str, list[dict[str, Any]]]:
+    ) -> tuple[Action, str, list[dict[str, Any]], dict[str, Any]]:
         ctx = GuardContext(
             direction="input", thread_id=thread_id, user_id=ctx_rt.user_id,
             vault=self._vault_for(thread_id) if self._vault_for else None,
@@ -96,13 +103,9 @@ class InputGuard:
                 action = Action.ALLOW if approved else Action.BLOCK
             else:
                 action = Action.ALLOW if self._uncertain == "allow" else Action.BLOCK
-        self._audit.append(
-            "guard.input", actor=actor, thread_id=thread_id,
-            payload={"action": action.value, "pipeline_action": result.action.value,
-                     "latency_ms": round(result.latency_ms, 3), "decisions": decisions},
-        )
-        record_decisions(decisions)
-        return action, result.text, decisions
+        audit = {"action": action.value, "pipeline_action": result.action.value,
+                 "latency_ms": round(result.latency_ms, 3), "decisions": decisions}
+        return action, result.text, decisions, audit
 
 
 def route_after_input(state: AirlockState) -> str:

@@ -329,9 +329,11 @@ class ToolGuard:
         if token and key:
             post_state = self._domain.state_token(name, args, user_id=user_id) if request else ""
             stored = {**content, "_origin": origin, "_post_state": post_state}
-            self._idem.complete(key, token, stored, ttl=idem.ttl if idem else _REPLAY_TTL)
+            # "Latest completion" first, while our claim still reads in progress: a duplicate that
+            # sees the new state waits on the claim and then finds this result, never a gap.
             if request and idem:
                 self._idem.remember(request, stored, ttl=idem.ttl)
+            self._idem.complete(key, token, stored, ttl=idem.ttl if idem else _REPLAY_TTL)
         outcome = self._finish(
             str(content["status"]), content, thread_id, actor, name,
             {**base, "confirmed_by": confirmed_by, "idempotency_key": key}, audit_args,
