@@ -9,10 +9,12 @@ from typing import Any
 
 import cel
 
+from graph.errors import AirlockError
+
 __all__ = ["CelError", "Condition", "render_template"]
 
 
-class CelError(ValueError):
+class CelError(AirlockError, ValueError):
     """Raised when a CEL expression does not compile or cannot be evaluated."""
 
 

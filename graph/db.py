@@ -19,6 +19,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from graph.errors import AirlockError
+
 __all__ = [
     "DatabaseConfigError",
     "DatabaseUnavailableError",
@@ -39,11 +41,11 @@ _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 _MIGRATION_LOCK_ID = 0x41_49_52_4C  # "AIRL"
 
 
-class DatabaseConfigError(ValueError):
+class DatabaseConfigError(AirlockError, ValueError):
     """Raised when DATABASE_URL is malformed."""
 
 
-class DatabaseUnavailableError(RuntimeError):
+class DatabaseUnavailableError(AirlockError, RuntimeError):
     """Raised when the Postgres server cannot be reached."""
 
 

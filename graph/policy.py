@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from graph.cel import CelError, Condition, template_paths
+from graph.errors import AirlockError
 
 __all__ = [
     "ConfirmGuardrail",
@@ -230,7 +231,7 @@ class Policy(_Strict):
         return [e for e in self.escalations if e.phase == phase and e.tool in ("*", tool)]
 
 
-class PolicyError(ValueError):
+class PolicyError(AirlockError, ValueError):
     """A policy file that cannot be used; the message names file, line and reason."""
 
     def __init__(self, path: str, line: int | None, location: str, reason: str) -> None:

@@ -30,6 +30,7 @@ from psycopg_pool import ConnectionPool
 
 from graph.cel import CelError, Condition, render_template
 from graph.context import AirlockContext
+from graph.errors import AirlockError
 from graph.policy import Escalation, Policy
 from nodes.audit import AuditLog
 from nodes.tool_guard import ReviewDecision
@@ -79,7 +80,7 @@ def sign_decision(key: bytes, *, thread_id: str | None, call_id: str, escalation
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
-class StaleReviewError(RuntimeError):
+class StaleReviewError(AirlockError, RuntimeError):
     """The review is no longer pending (decided, expired, or its interrupt is gone)."""
 
 

@@ -17,6 +17,7 @@ from langgraph.types import Command
 
 from graph.builder import build_graph
 from graph.context import AirlockContext
+from graph.errors import AirlockError
 from graph.reviews import REVIEWER_ROLE, StaleReviewError, sign_decision, sweeper_id
 from graph.runtime import AirlockServices
 from nodes.guardrails.confirm import parse_confirmation_text
@@ -26,7 +27,7 @@ __all__ = ["AirlockApp", "NotAllowedError", "PendingInterrupt", "StaleReviewErro
 RECURSION_LIMIT = 80
 
 
-class NotAllowedError(PermissionError):
+class NotAllowedError(AirlockError, PermissionError):
     """The caller may not act on this thread or interrupt."""
 
 

@@ -41,6 +41,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from graph.errors import AirlockError
+
 __all__ = [
     "ACCOUNTS_ENV",
     "ALGORITHM",
@@ -203,7 +205,7 @@ class _AccountsFile(BaseModel):
     accounts: list[Account] = Field(min_length=1)
 
 
-class AccountsError(ValueError):
+class AccountsError(AirlockError, ValueError):
     """An accounts file is missing or invalid; the message names the file, line and reason."""
 
     def __init__(self, path: Path | str, line: int | None, reason: str) -> None:
@@ -337,7 +339,7 @@ def accounts_path(environ: Mapping[str, str] | None = None) -> Path:
 
 
 # -- where the app may listen -------------------------------------------------------------------
-class UnsafeListenError(RuntimeError):
+class UnsafeListenError(AirlockError, RuntimeError):
     """The app was asked to listen on a public address without real accounts."""
 
 

@@ -19,6 +19,8 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from graph.errors import AirlockError
+
 __all__ = ["Claim", "IdempotencyStore", "IdempotencyTimeoutError", "idempotency_key"]
 
 
@@ -37,7 +39,7 @@ def idempotency_key(
     return f"{tool}:{hashlib.sha256(body.encode()).hexdigest()[:40]}"
 
 
-class IdempotencyTimeoutError(TimeoutError):
+class IdempotencyTimeoutError(AirlockError, TimeoutError):
     """Raised when a concurrent duplicate does not finish within the wait timeout."""
 
 

@@ -25,6 +25,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from graph.errors import AirlockError
 from graph.policy import ResilienceGuardrail
 
 __all__ = [
@@ -47,7 +48,7 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
-class ServiceUnavailableError(RuntimeError):
+class ServiceUnavailableError(AirlockError, RuntimeError):
     """The service could not be reached after retries, or the breaker is open."""
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
+from graph.errors import AirlockError
+
 __all__ = [
     "Action",
     "Direction",
@@ -98,7 +100,7 @@ class Guard(Protocol):
         ...
 
 
-class UnknownGuardError(KeyError):
+class UnknownGuardError(AirlockError, KeyError):
     """Raised when a policy names a guard that is not registered."""
 
 

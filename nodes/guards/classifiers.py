@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from graph.errors import AirlockError
 from nodes.guards.base import Action, GuardContext, GuardResult, register_guard
 
 __all__ = [
@@ -122,7 +123,7 @@ def _read_only(array: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         array.setflags(write=False)
     return array
 
-class ClassifierArtefactError(RuntimeError):
+class ClassifierArtefactError(AirlockError, RuntimeError):
     """Raised when a classifier artefact is missing, corrupted or incompatible."""
 
 

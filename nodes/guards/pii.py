@@ -65,6 +65,7 @@ from spacy.lang.en.stop_words import STOP_WORDS
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from graph.errors import AirlockError
 from nodes.guards.base import Action, GuardContext, GuardResult, register_guard
 from nodes.guards.vault import PLACEHOLDER_RE, InMemoryVault, Vault
 
@@ -174,7 +175,7 @@ _PRIORITY = {
 _VALIDATED = frozenset({"CREDIT_CARD", "IBAN_CODE", "EMAIL_ADDRESS"})
 
 
-class PiiEngineError(RuntimeError):
+class PiiEngineError(AirlockError, RuntimeError):
     """Raised when the PII analyzer cannot be built (e.g. the spaCy model is missing)."""
 
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 
 import httpx
 
+from graph.errors import AirlockError
 from nodes.guards.base import Action, GuardContext, GuardResult, register_guard
 
 __all__ = [
@@ -49,7 +50,7 @@ LLAMA_GUARD_3_CATEGORIES: Mapping[str, str] = {
 UncertainAction = Literal["review", "block", "allow"]
 
 
-class SafetyServiceError(RuntimeError):
+class SafetyServiceError(AirlockError, RuntimeError):
     """The safety endpoint failed, timed out or answered something unparseable."""
 
 

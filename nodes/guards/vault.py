@@ -50,6 +50,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from psycopg.rows import tuple_row
 
+from graph.errors import AirlockError
+
 __all__ = [
     "DEFAULT_KEY_FILENAME",
     "KEY_ENV_VAR",
@@ -98,7 +100,7 @@ RETURNING placeholder
 """
 
 
-class VaultError(RuntimeError):
+class VaultError(AirlockError, RuntimeError):
     """Raised when the vault cannot store or read a value."""
 
 

@@ -26,6 +26,7 @@ from typing import Any, Literal, cast
 
 from langchain_core.language_models.chat_models import BaseChatModel
 
+from graph.errors import AirlockError
 from nodes.model.offline import OfflinePlanner
 from nodes.model.scripted import ScriptedChatModel
 
@@ -62,7 +63,7 @@ _PROVIDER_ALIASES: Mapping[str, Provider] = {
 }
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(AirlockError, ValueError):
     """The model settings are invalid or incomplete; the message says what to set."""
 
 

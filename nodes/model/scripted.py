@@ -28,6 +28,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
+from graph.errors import AirlockError
 from nodes.model.offline import tool_names
 
 __all__ = [
@@ -43,7 +44,7 @@ ScriptItem = AIMessage | Callable[[list[BaseMessage]], AIMessage]
 Cursor = Literal["calls", "conversation"]
 
 
-class ScriptExhaustedError(RuntimeError):
+class ScriptExhaustedError(AirlockError, RuntimeError):
     """The model was called more times than its script has responses.
 
     Attributes:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from graph.errors import AirlockError
+
 __all__ = ["ToolError"]
 
 
-class ToolError(Exception):
+class ToolError(AirlockError):
     """A domain error the model may see and react to (unknown id, not enough balance...).
 
     The message is customer-safe: it names ids the caller already supplied and never
