@@ -7,7 +7,55 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["Domain", "ToolSpecLike", "describe_validation_error"]
+from graph.errors import AirlockError
+
+__all__ = ["Domain", "StaleDecisionError", "ToolSpecLike", "WriteGuard", "describe_validation_error"]
+
+
+class StaleDecisionError(AirlockError):
+    """The write's own transaction found that the decision behind it no longer holds.
+
+    Raised by :meth:`WriteGuard.verify` inside the write's transaction, so nothing is
+    written; the engine then raises a new gate (or review) with the current figures, or
+    denies.
+    """
+
+    def __init__(self, reason: str, *, facts: Mapping[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.facts = dict(facts or {})
+
+
+class WriteGuard(Protocol):
+    """The engine's part of a guarded write, run by the domain inside the write's transaction.
+
+    The domain locks the rows the call decides on, recomputes the facts and the state token
+    on them, and calls :meth:`verify` before changing anything; after the change it calls
+    :meth:`record` on the same cursor, before commit.
+    """
+
+    @property
+    def thread_id(self) -> str | None:
+        """Return the conversation the call comes from."""
+        ...
+
+    @property
+    def user_id(self) -> str | None:
+        """Return the authenticated customer."""
+        ...
+
+    @property
+    def conversation(self) -> Mapping[str, Any]:
+        """Return the customer-stated facts the decision used."""
+        ...
+
+    def verify(self, facts: dict[str, Any], state_token: str) -> None:
+        """Raise :class:`StaleDecisionError` unless the decision still holds on these facts."""
+        ...
+
+    def record(self, cursor: Any, result: Mapping[str, Any]) -> None:
+        """Record the outcome (and its audit event) in the write's transaction."""
+        ...
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -53,9 +101,9 @@ class Domain(Protocol):
 
     def facts(
         self, tool: str, args: Mapping[str, Any], *, user_id: str | None,
-        conversation: Mapping[str, Any],
+        conversation: Mapping[str, Any], conversation_id: str | None = None,
     ) -> dict[str, Any]:
-        """Compute, by code, everything a guardrail may rely on for this call."""
+        """Compute, by code, everything a guardrail may rely on for this call (window facts included)."""
         ...
 
     def state_token(self, tool: str, args: Mapping[str, Any], *, user_id: str | None) -> str:
@@ -63,9 +111,22 @@ class Domain(Protocol):
         ...
 
     def execute(
-        self, tool: str, args: Mapping[str, Any], *, idempotency_key: str | None
+        self, tool: str, args: Mapping[str, Any], *, idempotency_key: str | None,
+        guard: WriteGuard | None = None,
     ) -> Any:
-        """Run the tool against the backend; raise the domain's error type on refusal."""
+        """Run the tool against the backend; raise the domain's error type on refusal.
+
+        A write given a ``guard`` re-verifies the decision and records its outcome inside its
+        own transaction (see :class:`WriteGuard`); a retry with the same ``idempotency_key``
+        returns the stored result instead of writing again.
+        """
+        ...
+
+    def reconcile(self, idempotency_key: str) -> dict[str, Any] | None:
+        """Settle a write whose attempt timed out: its stored result, or None once fenced off.
+
+        After None, a late attempt under that key can no longer change anything.
+        """
         ...
 
     @property
