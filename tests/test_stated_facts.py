@@ -194,3 +194,27 @@ def test_readme_demo_cancel_with_the_offline_planner(services):
     done = app.send(thread_id=thread, user_id=user, text="yes")
     assert not done.pending and "K1NW8N is cancelled" in done.reply
     assert _status(services, "K1NW8N") == "cancelled"
+
+
+def test_the_chat_ui_shows_the_choices_as_buttons(services):
+    from types import SimpleNamespace
+
+    from ui.app import MAX_CHOICES, AirlockUI
+    from ui.auth import DEMO_ACCOUNTS_PATH, load_accounts
+
+    app, _ = make_app(services, model=OfflinePlanner())
+    ui = AirlockUI(app=app, accounts=load_accounts(DEMO_ACCOUNTS_PATH))
+    mia = SimpleNamespace(username="mia_li_3668")
+    out = ui.on_send("Cancel reservation AIXC49 because my plans changed", None, mia)  # type: ignore[arg-type]
+    thread, box, buttons, state = out[7], out[12], out[14:14 + MAX_CHOICES], out[-1]
+    assert box.visible and state["values"][0] == "change_of_plan"
+    assert [b.value for b in buttons if b.visible] == [
+        "My plans changed", "The airline cancelled my flight", "A health reason", "The weather",
+        "Another reason"]
+    # AIXC49 (basic economy, booked weeks ago) is not refundable: the next question follows.
+    after = ui.on_choice(0, thread, state, mia)  # type: ignore[arg-type]
+    assert after[12].visible and [b.value for b in after[14:14 + MAX_CHOICES] if b.visible] == [
+        "Yes, I dispute this: ask a supervisor", "No, keep my reservation"]
+    done = ui.on_choice(1, thread, after[-1], mia)  # type: ignore[arg-type]
+    assert not done[12].visible and app.pending(thread) == []
+    assert _status(services, "AIXC49") != "cancelled"
