@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
 from graph.errors import AirlockError
 
-__all__ = ["Domain", "StaleDecisionError", "ToolSpecLike", "WriteGuard", "describe_validation_error"]
+__all__ = [
+    "Choice",
+    "Domain",
+    "StaleDecisionError",
+    "StatedQuestion",
+    "ToolSpecLike",
+    "WriteGuard",
+    "describe_validation_error",
+]
 
 
 class StaleDecisionError(AirlockError):
@@ -63,6 +72,42 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors())
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Choice:
+    """One answer the customer may pick.
+
+    Attributes:
+        value: What the button sends (a short code, never shown as the fact's source).
+        label: What the customer reads.
+        fact: The value the guardrails see when this choice is picked.
+    """
+
+    value: str
+    label: str
+    fact: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatedQuestion:
+    """A fact only the customer can state, asked by the system before a tool's guardrails.
+
+    Attributes:
+        id: Stable name of the question (unique per tool).
+        fact: The key under ``facts.conversation`` that the answer sets.
+        question: The text the customer is asked.
+        choices: The only answers accepted (in display order; a typed reply may give the
+            number or the exact label).
+        when: CEL over ``args`` and ``facts`` (computed with the answers given so far):
+            ask only when the rules need the answer. ``"true"`` asks always.
+    """
+
+    id: str
+    fact: str
+    question: str
+    choices: tuple[Choice, ...]
+    when: str = "true"
+
+
 class ToolSpecLike(Protocol):
     """What the graph needs to know about one tool."""
 
@@ -104,6 +149,10 @@ class Domain(Protocol):
         conversation: Mapping[str, Any], conversation_id: str | None = None,
     ) -> dict[str, Any]:
         """Compute, by code, everything a guardrail may rely on for this call (window facts included)."""
+        ...
+
+    def stated_questions(self, tool: str) -> Sequence[StatedQuestion]:
+        """Return the questions the customer must answer before ``tool``'s guardrails, in order."""
         ...
 
     def state_token(self, tool: str, args: Mapping[str, Any], *, user_id: str | None) -> str:

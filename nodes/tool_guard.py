@@ -37,6 +37,7 @@ from nodes.guardrails.confirm import call_hash, parse_confirm_resume
 from nodes.guardrails.idempotency import IdempotencyStore, IdempotencyTimeoutError, idempotency_key, write_key
 from nodes.guardrails.outcomes import OutcomeStore
 from nodes.guardrails.resilience import BreakerRegistry, ResilientCaller, ServiceUnavailableError
+from nodes.guardrails.stated import ask_stated_facts
 from nodes.metrics import record_tool
 
 __all__ = ["ReviewDecision", "Reviewer", "ToolGuard", "ToolOutcome"]
@@ -266,6 +267,10 @@ class ToolGuard:
                 "invalid", {"status": "invalid", "error": f"invalid arguments: {describe_validation_error(exc)}"},
                 thread_id, actor, name, base, self._redact(shown_args),
             )
+        # What only the customer can state is asked here (an interrupt), never read from the chat.
+        conversation = {**conversation, **ask_stated_facts(
+            domain=self._domain, audit=self._audit, tool=name, args=args, call_id=call_id,
+            user_id=user_id, actor=actor, thread_id=thread_id, conversation=conversation)}
 
         audit_args = shown_args if self._masked_world else self._redact(args)
         if spec.write and self._outcomes is not None:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from psycopg_pool import ConnectionPool
 
-from graph.domain import WriteGuard
+from graph.domain import StatedQuestion, WriteGuard
 from tools.airline.backend import AirlineBackend, CursorReads, WriteHooks
 from tools.airline.errors import ToolError
 from tools.airline.facts import compute_facts
 from tools.airline.schemas import AIRLINE_TOOLS, ToolSpec, langchain_tools
+from tools.airline.stated import stated_questions
 
 __all__ = ["AirlineDomain"]
 
@@ -47,6 +48,10 @@ class AirlineDomain:
         """Compute the facts for one call from the database."""
         return compute_facts(self.backend, tool, dict(args), user_id=user_id,
                              conversation=dict(conversation), conversation_id=conversation_id)
+
+    def stated_questions(self, tool: str) -> Sequence[StatedQuestion]:
+        """Return what the customer is asked before ``tool`` (see ``tools.airline.stated``)."""
+        return stated_questions(tool)
 
     def state_token(self, tool: str, args: Mapping[str, Any], *, user_id: str | None) -> str:
         """Version the reservation the call changes (or the customer, for bookings and certificates).
