@@ -650,7 +650,7 @@ class ToolGuard:
                              "amount_usd": payload["amount_usd"]},
                 )
                 return "confirm"
-            reason = answer.reason or "the confirmation was for a different call"
+            reason = answer.reason or "the request or its price changed since it was shown"
             self._audit.append(
                 "confirm.rejected", actor=actor, thread_id=thread_id, tool=name,
                 payload={"tool_call_id": call_id, "args_hash": digest, "reason": reason},
