@@ -29,7 +29,6 @@ __all__ = [
     "AUTH_USER_KEY",
     "CUSTOMER_ROLE",
     "NOT_AN_ANSWER",
-    "REVIEWER_ROLE",
     "Identity",
     "keep_first",
     "refuse_foreign_answers",
@@ -39,7 +38,6 @@ __all__ = [
 AUTH_USER_KEY = "langgraph_auth_user"
 AUTH_USER_ID_KEY = "langgraph_auth_user_id"
 CUSTOMER_ROLE = "customer"
-REVIEWER_ROLE = "reviewer"
 # What a refused answer becomes: neither a confirmation, a cancellation nor a signed decision.
 NOT_AN_ANSWER: dict[str, Any] = {"action": "refused", "reason": "only the thread's owner may answer"}
 
@@ -137,19 +135,21 @@ def keep_first(current: str | None, new: str | None) -> str | None:
 
 
 def _signed_review(value: Any) -> bool:
-    # A reviewer's answer counts only with the application's signature (checked by the review
-    # hook); one shaped like a confirmation is never theirs to give.
+    # A review decision counts only with the application's signature (checked by the review
+    # hook), so only the app can produce one; a confirmation is never theirs to give.
     return isinstance(value, Mapping) and "signature" in value and "action" not in value
 
 
 def refuse_foreign_answers(config: Mapping[str, Any], who: Identity, owner: str | None) -> bool:
     """Turn the answers this run brings into :data:`NOT_AN_ANSWER` unless ``who`` may give them.
 
-    The owner (as a customer) may answer anything; a reviewer (not refused) only with a signed
-    review decision; anyone else nothing. Call it at the top of a node, before any
-    ``interrupt()``: LangGraph has already matched the run's resume values to the node's
-    interrupts, and stores the replaced value as the answer, so the owner's later runs replay
-    a refusal and the gate is asked again.
+    The owner (as a customer) may answer anything; anyone else (not refused: a reviewer, the
+    timeout sweeper) only with a review decision signed by the application, which the review
+    hook verifies against the thread, the call and the case; nothing shaped like a confirmation.
+
+    Call it at the top of a node, before any ``interrupt()``: LangGraph has already matched
+    the run's resume values to the node's interrupts, and stores the replaced value as the
+    answer, so the owner's later runs replay a refusal and the gate is asked again.
 
     Args:
         config: The node's config (holds the task's resume values).
@@ -161,10 +161,8 @@ def refuse_foreign_answers(config: Mapping[str, Any], who: Identity, owner: str 
     """
     if who.owns(owner):
         return False
-    reviewer = REVIEWER_ROLE in who.roles and not who.refused
-
     def keep(value: Any) -> bool:
-        return reviewer and _signed_review(value)
+        return not who.refused and _signed_review(value)
 
     configurable = config.get("configurable") or {}
     pad = configurable.get(CONFIG_KEY_SCRATCHPAD)
