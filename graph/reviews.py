@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from langgraph.config import get_config
 from langgraph.errors import GraphInterrupt
 from langgraph.runtime import get_runtime
 from langgraph.types import interrupt
@@ -31,6 +32,7 @@ from psycopg_pool import ConnectionPool
 from graph.cel import CelError, Condition, render_template
 from graph.context import AirlockContext
 from graph.errors import AirlockError
+from graph.identity import resolve_identity
 from graph.policy import Escalation, Policy
 from nodes.audit import AuditLog
 from nodes.tool_guard import ReviewDecision
@@ -393,10 +395,10 @@ def await_review(
 
 def _context() -> AirlockContext:
     try:
-        ctx = get_runtime(AirlockContext).context
+        who = resolve_identity(get_config(), get_runtime(AirlockContext).context)
     except Exception:  # outside a run (unit tests of the hook)
         return AirlockContext()
-    return ctx if isinstance(ctx, AirlockContext) else AirlockContext(**(ctx or {}))
+    return AirlockContext(user_id=who.user_id, actor=who.actor, roles=list(who.roles))
 
 
 def sweeper_id() -> str:

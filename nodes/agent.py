@@ -15,11 +15,13 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from graph.context import AirlockContext
+from graph.identity import resolve_identity
 from graph.state import AirlockState, ToolTask
 from nodes.tracing import tracing_callbacks
 
@@ -62,9 +64,11 @@ class CallModel:
         self._system = system_prompt
         self._max_rounds = max_tool_rounds
 
-    def __call__(self, state: AirlockState, runtime: Runtime[AirlockContext]) -> dict[str, Any]:
+    def __call__(
+        self, state: AirlockState, config: RunnableConfig, runtime: Runtime[AirlockContext]
+    ) -> dict[str, Any]:
         """Ask the model for the next step."""
-        ctx = runtime.context or AirlockContext()
+        customer = state.get("owner") or resolve_identity(config, runtime.context).user_id
         messages = list(state.get("messages", []))
         rounds = 0
         for message in reversed(messages):
@@ -88,7 +92,7 @@ class CallModel:
         ]
         if repairs:
             messages = _insert_after_calls(messages, repairs)
-        system = self._system + f"\n\nSigned-in customer: {ctx.user_id or 'unknown'}"
+        system = self._system + f"\n\nSigned-in customer: {customer or 'unknown'}"
         # Tracing sees the model call only: its input is the guarded (masked) conversation,
         # never the raw graph input that the first checkpoint of a turn holds.
         reply = self._model.invoke([SystemMessage(content=system), *messages],
@@ -121,7 +125,8 @@ def route_after_model(state: AirlockState) -> list[Send] | str:
         answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
         conversation = conversation_facts(messages)
         return [
-            Send("guard_tool_call", ToolTask(call=dict(call), conversation=conversation))
+            Send("guard_tool_call", ToolTask(call=dict(call), conversation=conversation,
+                                             owner=state.get("owner")))
             for call in last.tool_calls
             if call.get("id") not in answered
         ] or "guard_output"

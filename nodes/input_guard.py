@@ -10,6 +10,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from graph.context import AirlockContext
+from graph.identity import Identity, resolve_identity
 from graph.state import AirlockState
 from nodes.audit import AuditLog
 from nodes.guards.base import Action, GuardContext
@@ -58,9 +59,14 @@ class InputGuard:
         fresh = [m for m in state.get("messages", []) if isinstance(m, HumanMessage) and m.id not in seen]
         if not fresh:
             return {"input_action": "allow"}
-        ctx_rt = runtime.context or AirlockContext()
+        who = resolve_identity(config, runtime.context)
+        ctx_rt = AirlockContext(user_id=who.user_id, actor=who.actor, roles=list(who.roles))
         thread_id = (config.get("configurable") or {}).get("thread_id")
-        actor = ctx_rt.actor or ctx_rt.user_id or "anonymous"
+        actor = who.actor
+        owner = state.get("owner") or who.user_id
+        refused = who.refused or ("" if owner == who.user_id else "the thread belongs to another customer")
+        if refused:
+            return self._refuse(fresh, who, refused, thread_id)
         replacements: list[HumanMessage] = []
         decisions: list[dict[str, Any]] = []
         final = "allow"
@@ -82,7 +88,21 @@ class InputGuard:
             self._audit.append("guard.input", actor=actor, thread_id=thread_id, payload=audit)
         record_decisions(decisions)
         return {"messages": replacements, "decisions": decisions, "input_action": final,
-                "guarded_ids": [str(m.id) for m in fresh]}
+                "guarded_ids": [str(m.id) for m in fresh], "owner": owner}
+
+    def _refuse(
+        self, fresh: list[HumanMessage], who: Identity, reason: str, thread_id: str | None
+    ) -> dict[str, Any]:
+        # Nothing of the message is kept or shown to the model: it was sent by someone who may
+        # not speak in this thread (or as this customer).
+        self._audit.append("identity.refused", actor=who.actor, thread_id=thread_id,
+                           payload={"reason": reason, "claimed_user_id": who.user_id})
+        decision = {"stage": "input", "layer": "identity", "action": "block", "reason": reason}
+        return {
+            "messages": [HumanMessage(content=BLOCKED_PLACEHOLDER, id=m.id,
+                                      additional_kwargs={"airlock_guard": "block"}) for m in fresh],
+            "decisions": [decision], "input_action": "block", "guarded_ids": [str(m.id) for m in fresh],
+        }
 
     def _guard(
         self, message: HumanMessage, ctx_rt: AirlockContext, thread_id: str | None, actor: str

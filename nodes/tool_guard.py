@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from graph.cel import CelError, Condition, render_template
 from graph.context import AirlockContext
 from graph.domain import Domain, StaleDecisionError, describe_validation_error
+from graph.identity import refuse_foreign_answers, resolve_identity
 from graph.policy import (
     ConfirmGuardrail,
     IdempotencyGuardrail,
@@ -232,10 +233,13 @@ class ToolGuard:
     ) -> dict[str, Any]:
         """Guard and run one tool call; return its ToolMessage and decisions."""
         call = task["call"]
-        ctx = runtime.context or AirlockContext()
+        # The call acts for the thread's owner; answers of anyone else are refused (asked again).
+        who = resolve_identity(config, runtime.context)
+        owner = task.get("owner") or who.user_id
+        refuse_foreign_answers(config, who, owner)
         outcome = self.run(
             name=call["name"], raw_args=call.get("args") or {}, call_id=call["id"],
-            user_id=ctx.user_id, actor=ctx.actor or ctx.user_id or "anonymous",
+            user_id=owner, actor=who.actor,
             thread_id=_thread_id(config), conversation=task.get("conversation") or {},
         )
         content = json.dumps(outcome.content, default=str)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -16,6 +19,8 @@ from tests.helpers import RES, ledger_rows, make_services
 pytestmark = [pytest.mark.studio, pytest.mark.postgres, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(os.sys.executable).parent
+# Demo accounts (ui/accounts.demo.yaml); their passwords are public.
+CUSTOMER, CUSTOMER_PASSWORD = "lei_rossi_3206", "demo"
 
 
 def _free_port() -> int:
@@ -24,12 +29,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def studio(database_url, tmp_path):
+def basic(username: str, password: str) -> dict[str, str]:
+    """Return the HTTP Basic header the Studio auth expects."""
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
+
+
+@contextmanager
+def run_studio(database_url: str, data_dir: Path) -> Iterator[str]:
+    """Start `langgraph dev` on a free port against ``database_url``; yield its URL."""
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-           "AIRLOCK_MODEL_PROVIDER": "offline", "AIRLOCK_DATA_DIR": str(tmp_path)}
-    log = open(tmp_path / "studio.log", "w")
+           "AIRLOCK_MODEL_PROVIDER": "offline", "AIRLOCK_DATA_DIR": str(data_dir)}
+    env.pop("AIRLOCK_ACCOUNTS", None)  # the demo accounts
+    log_path = data_dir / "studio.log"
+    log = open(log_path, "w")
     proc = subprocess.Popen([str(BIN / "langgraph"), "dev", "--no-browser", "--no-reload", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -41,10 +55,10 @@ def studio(database_url, tmp_path):
                     break
             except httpx.HTTPError:
                 pass
-            assert proc.poll() is None, (tmp_path / "studio.log").read_text()[-3000:]
+            assert proc.poll() is None, log_path.read_text()[-3000:]
             time.sleep(0.5)
         else:
-            pytest.fail("langgraph dev did not start: " + (tmp_path / "studio.log").read_text()[-3000:])
+            pytest.fail("langgraph dev did not start: " + log_path.read_text()[-3000:])
         yield url
     finally:
         os.killpg(proc.pid, 15)
@@ -52,12 +66,18 @@ def studio(database_url, tmp_path):
         log.close()
 
 
+@pytest.fixture
+def studio(database_url, tmp_path):
+    with run_studio(database_url, tmp_path) as url:
+        yield url
+
+
 def test_http_run_reaches_the_confirm_gate_and_completes_after_resume(studio, database_url):
     from langgraph_sdk import get_sync_client
 
-    client = get_sync_client(url=studio)
+    client = get_sync_client(url=studio, headers=basic(CUSTOMER, CUSTOMER_PASSWORD))
     thread = client.threads.create()["thread_id"]
-    context = {"user_id": "lei_rossi_3206"}
+    context = {"user_id": CUSTOMER}
     client.runs.wait(thread, "airlock", input={"messages": [
         {"role": "user", "content": "Please add 3 checked bags to reservation VAAOXJ"}]}, context=context)
     state = client.threads.get_state(thread)
