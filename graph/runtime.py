@@ -218,7 +218,7 @@ class AirlockServices:
             services = cls(
                 settings=settings, pool=pool, policy=policy, domain=domain,
                 audit=AuditLog(pool=pool), idempotency=IdempotencyStore(pool=pool),
-                breakers=BreakerRegistry(), model=model or _default_model(settings),
+                breakers=BreakerRegistry(pool=pool), model=model or _default_model(settings),
                 input_pipeline=build_pipeline(policy.guards.input),
                 output_pipeline=build_pipeline(policy.guards.output) if policy.guards.output else None,
                 tool_result_pipeline=(
