@@ -59,7 +59,7 @@ def build_graph(
                 partial(services.resolve_placeholders, fields=services.domain.pii_fields)
                 if services.vault_store is not None else None
             ),
-            model_sees_masked_data=services.model_sees_masked_data,
+            model_sees_masked_data=services.model_sees_masked_data, outcomes=services.outcomes,
         ),
         "guard_output": OutputGuard(
             pipeline=services.output_pipeline, audit=services.audit, vault_for=services.vault_for

@@ -2,17 +2,110 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["Domain", "ToolSpecLike", "describe_validation_error"]
+from graph.errors import AirlockError
+
+__all__ = [
+    "Choice",
+    "Domain",
+    "StaleDecisionError",
+    "StatedQuestion",
+    "ToolSpecLike",
+    "WriteGuard",
+    "describe_validation_error",
+]
+
+
+class StaleDecisionError(AirlockError):
+    """The write's own transaction found that the decision behind it no longer holds.
+
+    Raised by :meth:`WriteGuard.verify` inside the write's transaction, so nothing is
+    written; the engine then raises a new gate (or review) with the current figures, or
+    denies.
+    """
+
+    def __init__(self, reason: str, *, facts: Mapping[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.facts = dict(facts or {})
+
+
+class WriteGuard(Protocol):
+    """The engine's part of a guarded write, run by the domain inside the write's transaction.
+
+    The domain locks the rows the call decides on, recomputes the facts and the state token
+    on them, and calls :meth:`verify` before changing anything; after the change it calls
+    :meth:`record` on the same cursor, before commit.
+    """
+
+    @property
+    def thread_id(self) -> str | None:
+        """Return the conversation the call comes from."""
+        ...
+
+    @property
+    def user_id(self) -> str | None:
+        """Return the authenticated customer."""
+        ...
+
+    @property
+    def conversation(self) -> Mapping[str, Any]:
+        """Return the customer-stated facts the decision used."""
+        ...
+
+    def verify(self, facts: dict[str, Any], state_token: str) -> None:
+        """Raise :class:`StaleDecisionError` unless the decision still holds on these facts."""
+        ...
+
+    def record(self, cursor: Any, result: Mapping[str, Any]) -> None:
+        """Record the outcome (and its audit event) in the write's transaction."""
+        ...
 
 
 def describe_validation_error(exc: ValidationError) -> str:
     """Summarise invalid tool arguments as ``field.path: reason; ...`` (no input values)."""
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Choice:
+    """One answer the customer may pick.
+
+    Attributes:
+        value: What the button sends (a short code, never shown as the fact's source).
+        label: What the customer reads.
+        fact: The value the guardrails see when this choice is picked.
+    """
+
+    value: str
+    label: str
+    fact: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatedQuestion:
+    """A fact only the customer can state, asked by the system before a tool's guardrails.
+
+    Attributes:
+        id: Stable name of the question (unique per tool).
+        fact: The key under ``facts.conversation`` that the answer sets.
+        question: The text the customer is asked.
+        choices: The only answers accepted (in display order; a typed reply may give the
+            number or the exact label).
+        when: CEL over ``args`` and ``facts`` (computed with the answers given so far):
+            ask only when the rules need the answer. ``"true"`` asks always.
+    """
+
+    id: str
+    fact: str
+    question: str
+    choices: tuple[Choice, ...]
+    when: str = "true"
 
 
 class ToolSpecLike(Protocol):
@@ -53,9 +146,13 @@ class Domain(Protocol):
 
     def facts(
         self, tool: str, args: Mapping[str, Any], *, user_id: str | None,
-        conversation: Mapping[str, Any],
+        conversation: Mapping[str, Any], conversation_id: str | None = None,
     ) -> dict[str, Any]:
-        """Compute, by code, everything a guardrail may rely on for this call."""
+        """Compute, by code, everything a guardrail may rely on for this call (window facts included)."""
+        ...
+
+    def stated_questions(self, tool: str) -> Sequence[StatedQuestion]:
+        """Return the questions the customer must answer before ``tool``'s guardrails, in order."""
         ...
 
     def state_token(self, tool: str, args: Mapping[str, Any], *, user_id: str | None) -> str:
@@ -63,9 +160,22 @@ class Domain(Protocol):
         ...
 
     def execute(
-        self, tool: str, args: Mapping[str, Any], *, idempotency_key: str | None
+        self, tool: str, args: Mapping[str, Any], *, idempotency_key: str | None,
+        guard: WriteGuard | None = None,
     ) -> Any:
-        """Run the tool against the backend; raise the domain's error type on refusal."""
+        """Run the tool against the backend; raise the domain's error type on refusal.
+
+        A write given a ``guard`` re-verifies the decision and records its outcome inside its
+        own transaction (see :class:`WriteGuard`); a retry with the same ``idempotency_key``
+        returns the stored result instead of writing again.
+        """
+        ...
+
+    def reconcile(self, idempotency_key: str) -> dict[str, Any] | None:
+        """Settle a write whose attempt timed out: its stored result, or None once fenced off.
+
+        After None, a late attempt under that key can no longer change anything.
+        """
         ...
 
     @property

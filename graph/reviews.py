@@ -286,6 +286,15 @@ class EscalationReviewer:
                              allowed=list(rule.allowed_decisions))
         return None
 
+    def case_id(
+        self, *, phase: Literal["before", "after"], tool: str, args: dict[str, Any], facts: dict[str, Any],
+        forced: tuple[str, str] | None,
+    ) -> str | None:
+        """Return the id of the case a call would be escalated for, without asking anyone."""
+        variables = {"args": args, "facts": facts, "result": {}, "state": {"phase": phase}}
+        case = self._case(phase=phase, tool=tool, variables=variables, forced=forced)
+        return None if case is None else case.escalation_id
+
     def _forced_assignee(self, tool: str, check_id: str) -> str:
         from graph.policy import PreToolGuardrail
 

@@ -20,6 +20,7 @@ from graph.domain import Domain
 from graph.policy import LayerConfig, Policy, check_policy_for_tools, load_policy
 from nodes.audit import AuditLog
 from nodes.guardrails.idempotency import IdempotencyStore
+from nodes.guardrails.outcomes import OutcomeStore
 from nodes.guardrails.resilience import BreakerRegistry
 from nodes.guards.vault import PlaceholderTypeError
 from nodes.metrics import watch_breakers
@@ -77,6 +78,7 @@ class AirlockServices:
     domain: Domain
     audit: AuditLog
     idempotency: IdempotencyStore
+    outcomes: OutcomeStore
     breakers: BreakerRegistry
     model: BaseChatModel
     input_pipeline: Any
@@ -217,7 +219,7 @@ class AirlockServices:
             check_policy_for_tools(policy, {name: spec.write for name, spec in domain.tools.items()})
             services = cls(
                 settings=settings, pool=pool, policy=policy, domain=domain,
-                audit=AuditLog(pool=pool), idempotency=IdempotencyStore(pool=pool),
+                audit=AuditLog(pool=pool), idempotency=IdempotencyStore(pool=pool), outcomes=OutcomeStore(pool=pool),
                 breakers=BreakerRegistry(pool=pool), model=model or _default_model(settings),
                 input_pipeline=build_pipeline(policy.guards.input),
                 output_pipeline=build_pipeline(policy.guards.output) if policy.guards.output else None,

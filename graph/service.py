@@ -21,8 +21,16 @@ from graph.errors import AirlockError
 from graph.reviews import REVIEWER_ROLE, StaleReviewError, sign_decision, sweeper_id
 from graph.runtime import AirlockServices
 from nodes.guardrails.confirm import parse_confirmation_text
+from nodes.guardrails.stated import parse_choice_text
 
-__all__ = ["AirlockApp", "NotAllowedError", "PendingInterrupt", "StaleReviewError", "TurnResult"]
+__all__ = [
+    "AirlockApp",
+    "NotAllowedError",
+    "PendingInterrupt",
+    "StaleReviewError",
+    "TurnResult",
+    "interrupt_text",
+]
 
 RECURSION_LIMIT = 80
 
@@ -63,9 +71,33 @@ def _kind(value: Any) -> str:
     if isinstance(value, dict):
         if value.get("type") == "confirm":
             return "confirm"
+        if value.get("type") == "question":
+            return "question"
         if "action_requests" in value:
             return "review"
     return "unknown"
+
+
+def _visible_text(message: AIMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content.strip()
+    return " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content).strip()
+
+
+def interrupt_text(gate: PendingInterrupt) -> str:
+    """Render a confirm gate's or a question's own message from its payload (code, not the model)."""
+    value = gate.value
+    if gate.kind == "question":
+        choices = [c for c in value.get("choices") or [] if isinstance(c, dict)]
+        options = "; ".join(f"{i}. {c.get('label', '')}" for i, c in enumerate(choices, start=1))
+        return f"{value.get('question', '')} Reply with the number of your answer ({options}), or use the buttons."
+    amount = value.get("amount_usd")
+    figure = ""
+    if isinstance(amount, int | float):
+        figure = f" Amount: USD {amount:,.2f} ({value.get('direction') or 'charge'})."
+    return (f"{value.get('message') or 'Do you confirm?'}{figure} "
+            "Reply yes to confirm exactly this request, or use the Confirm / Cancel buttons.")
 
 
 class AirlockApp:
@@ -198,27 +230,9 @@ class AirlockApp:
         snapshot = self._snapshot(thread_id)
         pending = self._pending_of(snapshot)
         before = len(snapshot.values.get("messages", []))
-        confirms = [p for p in pending if p.kind == "confirm"]
-        if len(confirms) > 1:
-            return self._result(
-                thread_id, before, snapshot=snapshot,
-                notice="Several requests wait for your confirmation: use the Confirm / Cancel buttons of each.",
-            )
-        if confirms:
-            verdict = parse_confirmation_text(text)
-            if verdict is None:
-                return self._result(
-                    thread_id, before, snapshot=snapshot,
-                    notice="Please confirm or cancel the pending request first (yes / no).",
-                )
-            return self.answer_confirm(
-                thread_id=thread_id, user_id=user_id, interrupt_id=confirms[0].id, action=verdict
-            )
         if pending:
-            return self._result(
-                thread_id, before, snapshot=snapshot,
-                notice="Your request is waiting for a human reviewer; you will see the answer here.",
-            )
+            return self._typed_reply(thread_id=thread_id, user_id=user_id, text=text,
+                                     snapshot=snapshot, pending=pending, before=before)
         result = self._invoke(
             {"messages": [HumanMessage(content=text)]}, thread_id,
             AirlockContext(user_id=user_id, actor=user_id, roles=["customer"]), before,
@@ -227,6 +241,100 @@ class AirlockApp:
         guarded = next((m for m in result.messages if isinstance(m, HumanMessage)), None)
         self._touch(thread_id, str(guarded.content) if guarded is not None else None)
         return result
+
+    def _typed_reply(
+        self, *, thread_id: str, user_id: str, text: str, snapshot: Any,
+        pending: list[PendingInterrupt], before: int,
+    ) -> TurnResult:
+        """Turn a chat reply into the answer to the one pending gate or question, by code.
+
+        Consent and stated facts come only from what the customer saw: when the model wrote
+        text in the turn that raised the interrupt (it may describe the action in its own
+        words, e.g. a smaller amount), a typed "yes" or a typed choice does not count until
+        the interrupt's own message has been shown again as the last thing. Declining needs
+        no such care. The buttons always answer the exact interrupt they show.
+        """
+        answerable = [p for p in pending if p.kind in ("confirm", "question")]
+        if len(answerable) > 1:
+            return self._result(
+                thread_id, before, snapshot=snapshot,
+                notice="Several requests wait for your answer: use the buttons of each.",
+            )
+        if not answerable:
+            return self._result(
+                thread_id, before, snapshot=snapshot,
+                notice="Your request is waiting for a human reviewer; you will see the answer here.",
+            )
+        gate = answerable[0]
+        if gate.kind == "confirm":
+            verdict = parse_confirmation_text(text)
+            if verdict is None:
+                return self._result(
+                    thread_id, before, snapshot=snapshot,
+                    notice="Please confirm or cancel the pending request first (yes / no).",
+                )
+            if verdict == "confirm" and not self._shown_last(thread_id, snapshot, gate):
+                return self._reshow(thread_id, user_id, gate, before, snapshot)
+            return self.answer_confirm(
+                thread_id=thread_id, user_id=user_id, interrupt_id=gate.id, action=verdict
+            )
+        value = parse_choice_text(text, [c for c in gate.value.get("choices") or [] if isinstance(c, dict)])
+        if value is None or not self._shown_last(thread_id, snapshot, gate):
+            return self._reshow(thread_id, user_id, gate, before, snapshot)
+        return self.answer_question(thread_id=thread_id, user_id=user_id, interrupt_id=gate.id, value=value)
+
+    def _shown_last(self, thread_id: str, snapshot: Any, gate: PendingInterrupt) -> bool:
+        """Return True when the interrupt's own message is the last thing the customer saw."""
+        for message in reversed(list(snapshot.values.get("messages", []))):
+            if isinstance(message, HumanMessage):
+                return True  # the model said nothing since the customer last spoke
+            if isinstance(message, AIMessage) and _visible_text(message):
+                break  # model text shown with (or after) the interrupt's message
+        with self.services.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM interrupt_views WHERE thread_id = %s AND interrupt_id = %s",
+                (thread_id, gate.id),
+            ).fetchone()
+        return row is not None
+
+    def _reshow(
+        self, thread_id: str, user_id: str, gate: PendingInterrupt, before: int, snapshot: Any,
+    ) -> TurnResult:
+        """Show the interrupt's own message again, as the last thing, and record that it was."""
+        with self.services.pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO interrupt_views (thread_id, interrupt_id, user_id) VALUES (%s, %s, %s)"
+                " ON CONFLICT (thread_id, interrupt_id) DO UPDATE SET shown_at = now()",
+                (thread_id, gate.id, user_id),
+            )
+        return self._result(thread_id, before, snapshot=snapshot, notice=interrupt_text(gate))
+
+    def answer_question(
+        self, *, thread_id: str, user_id: str, interrupt_id: str, value: Any,
+    ) -> TurnResult:
+        """Answer one pending question with one of its choices (a button's value).
+
+        Only the thread's customer may answer; a value that is not one of the question's
+        choices is refused here with a notice (and the graph refuses it too).
+        """
+        self._own(thread_id, user_id)
+        snapshot = self._snapshot(thread_id)
+        question = next((p for p in self._pending_of(snapshot) if p.id == interrupt_id), None)
+        if question is None or question.kind != "question":
+            raise NotAllowedError("there is no such pending question (already answered?)")
+        before = len(snapshot.values.get("messages", []))
+        choices = [c.get("value") for c in question.value.get("choices") or [] if isinstance(c, dict)]
+        if not isinstance(value, str) or value not in choices:
+            return self._result(
+                thread_id, before, snapshot=snapshot,
+                notice="That is not one of the answers: " + interrupt_text(question),
+            )
+        resume = {"question_id": question.value.get("id"), "value": value, "actor": user_id}
+        self._touch(thread_id)
+        return self._invoke(
+            Command(resume={interrupt_id: resume}), thread_id,
+            AirlockContext(user_id=user_id, actor=user_id, roles=["customer"]), before,
+        )
 
     def answer_confirm(
         self, *, thread_id: str, user_id: str, interrupt_id: str, action: str,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg import Cursor
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
@@ -85,23 +86,39 @@ class AuditLog:
         tool: str | None = None,
     ) -> str:
         """Append one event and return its hash."""
+        with self._pool.connection() as conn, conn.transaction():
+            return self.append_on(
+                conn.cursor(), event_type, actor=actor, payload=payload, thread_id=thread_id, tool=tool
+            )
+
+    @staticmethod
+    def append_on(
+        cur: Cursor[Any],
+        event_type: str,
+        *,
+        actor: str,
+        payload: Mapping[str, Any],
+        thread_id: str | None = None,
+        tool: str | None = None,
+    ) -> str:
+        """Append one event inside the caller's transaction (e.g. the write it records); return its hash.
+
+        The event then exists if and only if that transaction commits.
+        """
         # Round-trip through JSON so the hashed body equals what jsonb gives back.
         clean = json.loads(_canonical(payload))
-        with self._pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CHAIN_LOCK_ID,))
-            row = conn.execute("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1").fetchone()
-            prev = row["hash"] if row else GENESIS_HASH  # type: ignore[call-overload,index]
-            ts = datetime.now(UTC)
-            body = _body(
-                ts=ts, event_type=event_type, actor=actor, thread_id=thread_id, tool=tool,
-                payload=clean,
-            )
-            digest = _digest(prev, body)
-            conn.execute(
-                "INSERT INTO audit_events (ts, event_type, actor, thread_id, tool, payload,"
-                " prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (ts, event_type, actor, thread_id, tool, Jsonb(clean), prev, digest),
-            )
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_CHAIN_LOCK_ID,))
+        cur.execute("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1")
+        row = cur.fetchone()
+        prev = (row["hash"] if isinstance(row, Mapping) else row[0]) if row else GENESIS_HASH
+        ts = datetime.now(UTC)
+        body = _body(ts=ts, event_type=event_type, actor=actor, thread_id=thread_id, tool=tool, payload=clean)
+        digest = _digest(prev, body)
+        cur.execute(
+            "INSERT INTO audit_events (ts, event_type, actor, thread_id, tool, payload,"
+            " prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (ts, event_type, actor, thread_id, tool, Jsonb(clean), prev, digest),
+        )
         return digest
 
     def events(

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from graph.cel import CelError, Condition, render_template
 from graph.context import AirlockContext
-from graph.domain import Domain, describe_validation_error
+from graph.domain import Domain, StaleDecisionError, describe_validation_error
 from graph.policy import (
     ConfirmGuardrail,
     IdempotencyGuardrail,
@@ -34,8 +34,10 @@ from graph.policy import (
 from graph.state import ToolTask
 from nodes.audit import AuditLog
 from nodes.guardrails.confirm import call_hash, parse_confirm_resume
-from nodes.guardrails.idempotency import IdempotencyStore, IdempotencyTimeoutError, idempotency_key
+from nodes.guardrails.idempotency import IdempotencyStore, IdempotencyTimeoutError, idempotency_key, write_key
+from nodes.guardrails.outcomes import OutcomeStore
 from nodes.guardrails.resilience import BreakerRegistry, ResilientCaller, ServiceUnavailableError
+from nodes.guardrails.stated import ask_stated_facts
 from nodes.guards.vault import PlaceholderTypeError
 from nodes.metrics import record_tool
 
@@ -45,6 +47,104 @@ log = logging.getLogger(__name__)
 
 Redactor = Callable[[Any], Any]
 _REPLAY_TTL = 7 * 86400.0  # how long a reviewed read's result is kept for the node's re-run
+# A write refused by its own transaction is decided again on fresh facts; past this many
+# rounds in one node run, the customer is told to try again.
+_MAX_REVALIDATIONS = 3
+_UNKNOWN = {
+    "status": "unknown",
+    "executed": "unknown",
+    "message": "We could not confirm whether this request went through. It will not be repeated "
+    "automatically; it is being checked, and asking again will report what happened.",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _PreVerdict:
+    """The first pre-tool check that fired (or allow / none)."""
+
+    action: str
+    rule: str = ""
+    message: str = ""
+    detail: str = ""
+
+
+class _Authorisation:
+    """One decision (rules, review case, consent bound to a call hash), re-checked inside the write.
+
+    Implements :class:`graph.domain.WriteGuard`: the domain's write transaction locks the
+    rows, recomputes the facts and calls :meth:`verify`; any difference from what was decided,
+    reviewed or confirmed raises :class:`StaleDecisionError` and nothing is written.
+    """
+
+    def __init__(
+        self, *, guard: ToolGuard, tool: str, args: dict[str, Any], verdict: _PreVerdict, case: str,
+        confirm_needed: bool, digest: str, thread_id: str | None, user_id: str | None,
+        conversation: Mapping[str, Any], actor: str, call_id: str, claim_key: str, claim_owner: str,
+        backend_key: str | None, audit_meta: dict[str, Any], audit_args: Mapping[str, Any],
+    ) -> None:
+        self._guard, self._tool, self._args = guard, tool, args
+        self._verdict, self._case, self._confirm_needed, self._digest = verdict, case, confirm_needed, digest
+        self._thread_id, self._user_id, self._conversation = thread_id, user_id, dict(conversation)
+        self._actor, self._call_id, self._claim_key = actor, call_id, claim_key
+        self._claim_owner, self._backend_key = claim_owner, backend_key
+        self._audit_meta, self._audit_args = audit_meta, dict(audit_args)
+        self.recorded = False
+        self.content: dict[str, Any] = {}
+        self.scan_decisions: list[dict[str, Any]] = []
+
+    @property
+    def thread_id(self) -> str | None:
+        """Return the conversation."""
+        return self._thread_id
+
+    @property
+    def user_id(self) -> str | None:
+        """Return the authenticated customer."""
+        return self._user_id
+
+    @property
+    def conversation(self) -> Mapping[str, Any]:
+        """Return the customer-stated facts."""
+        return self._conversation
+
+    def verify(self, facts: dict[str, Any], state_token: str) -> None:
+        """Refuse the write unless rules, review case, consent and quote are what was decided."""
+        guard, tool, args = self._guard, self._tool, self._args
+        variables = {"args": args, "facts": facts}
+        verdict = guard._pre_tool(tool, variables)
+        if (verdict.action, verdict.rule) != (self._verdict.action, self._verdict.rule):
+            raise StaleDecisionError(f"policy check {verdict.rule or verdict.action} now applies", facts=facts)
+        forced = (verdict.rule, verdict.message) if verdict.action == "escalate" else None
+        case = guard._case(tool, args, facts, forced)
+        if case != self._case:
+            raise StaleDecisionError(f"review {case or 'none'} now applies", facts=facts)
+        if guard._confirm_needed(tool, variables) != self._confirm_needed:
+            raise StaleDecisionError("confirmation requirement changed", facts=facts)
+        if self._digest and call_hash(tool, args, facts, state_token) != self._digest:
+            raise StaleDecisionError("the amount or the booking changed", facts=facts)
+
+    def record(self, cursor: Any, result: Mapping[str, Any]) -> None:
+        """Store the outcome and its audit event in the write's transaction."""
+        guard = self._guard
+        content = {"status": result.get("status", "ok"), **result}
+        # What the model and the audit may see: the tool-result guards run here, once, so the
+        # stored outcome (read back after a crash) is as safe to show as the live one.
+        if guard._scan_result is not None:
+            content, self.scan_decisions = guard._scan_tool_result(content, self._thread_id)
+        self.content = content
+        if guard._outcomes is not None:
+            guard._outcomes.record(
+                cursor, thread_id=self._thread_id, call_id=self._call_id, tool=self._tool,
+                user_id=self._user_id, idempotency_key=self._backend_key,
+                result={**content, "_claim_key": self._claim_key, "_owner": self._claim_owner},
+            )
+        shown = content if guard._masked_world else guard._redact(content)
+        guard._audit.append_on(
+            cursor, "tool.executed", actor=self._actor, thread_id=self._thread_id, tool=self._tool,
+            payload={**{k: v for k, v in self._audit_meta.items() if v is not None},
+                     "action": str(content.get("status", "ok")), "args": self._audit_args, "result": shown},
+        )
+        self.recorded = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,8 +202,11 @@ class ToolGuard:
         scan_result: Callable[[str, str | None], tuple[str, list[dict[str, Any]]]] | None = None,
         resolve: Callable[[Any, str | None], Any] | None = None,
         model_sees_masked_data: bool = False,
+        outcomes: OutcomeStore | None = None,
     ) -> None:
         self._policy, self._domain, self._audit = policy, domain, audit
+        # Where each write records its outcome, in its own transaction (None: not recorded).
+        self._outcomes = outcomes
         self._idem, self._breakers, self._redact = idempotency, breakers, redact
         self._reviewer = reviewer
         self._scan_result = scan_result
@@ -171,12 +274,18 @@ class ToolGuard:
                 "invalid", {"status": "invalid", "error": f"invalid arguments: {describe_validation_error(exc)}"},
                 thread_id, actor, name, base, self._redact(shown_args),
             )
+        # What only the customer can state is asked here (an interrupt), never read from the chat.
+        conversation = {**conversation, **ask_stated_facts(
+            domain=self._domain, audit=self._audit, tool=name, args=args, call_id=call_id,
+            user_id=user_id, actor=actor, thread_id=thread_id, conversation=conversation)}
 
-        facts = self._domain.facts(name, args, user_id=user_id, conversation=conversation)
         audit_args = shown_args if self._masked_world else self._redact(args)
-        variables = {"args": args, "facts": facts}
-        decisions: list[dict[str, Any]] = []
-        origin = {"thread_id": thread_id, "tool_call_id": call_id}
+        if spec.write and self._outcomes is not None:
+            # The node is re-run after a crash that followed a committed write: report what the
+            # write did (recorded in its own transaction) instead of asking or writing again.
+            recorded = self._outcomes.lookup(thread_id, call_id)
+            if recorded is not None:
+                return self._recovered(name, recorded, thread_id, actor, base, audit_args)
 
         def again(edited: Mapping[str, Any]) -> ToolOutcome:
             # An edited call passes every guardrail again, as a new call.
@@ -190,46 +299,108 @@ class ToolGuard:
                 actor=actor, thread_id=thread_id, conversation=conversation, depth=depth + 1,
             )
 
-        # 1. pre-tool
-        forced: tuple[str, str] | None = None
+        notice = ""
+        for _round in range(_MAX_REVALIDATIONS):
+            step = self._decide_and_run(
+                name=name, args=args, spec_write=spec.write, call_id=call_id, user_id=user_id,
+                actor=actor, thread_id=thread_id, conversation=conversation, audit_args=audit_args,
+                base=base, again=again, notice=notice,
+            )
+            if isinstance(step, ToolOutcome):
+                return step
+            # The write's own transaction refused: the facts changed since the decision.
+            notice = (
+                "The figures changed since you confirmed, so nothing was done. "
+                f"Please check the new details ({step.reason})."
+            )
+        return self._finish(
+            "error", {"status": "error", "error": "The request could not be completed because the "
+                      "reservation kept changing. Nothing was changed; please try again."},
+            thread_id, actor, name, base, audit_args,
+        )
+
+    def _pre_tool(self, name: str, variables: Mapping[str, Any]) -> _PreVerdict:
         pre: PreToolGuardrail | None = self._policy.guardrail(name, PreToolGuardrail)
-        if pre is not None:
-            for check in pre.checks:
-                try:
-                    hit = self._cond(check.when).test(variables)
-                except CelError as exc:
-                    # Fail closed: a rule that cannot be evaluated denies the call.
-                    log.warning("pre-tool %s/%s failed to evaluate: %s", name, check.id, exc)
-                    return self._deny(name, check.id, "This request could not be verified.",
-                                      f"rule_error: {exc}", thread_id, actor, base, audit_args)
-                if not hit:
-                    continue
-                message = render_template(check.message, variables)
-                if check.action == "deny":
-                    return self._deny(name, check.id, message, "", thread_id, actor, base, audit_args)
-                if check.action == "escalate":
-                    forced = (check.id, message)
-                decisions.append({**base, "guardrail": "pre-tool", "action": check.action,
-                                  "rule": check.id})
-                break
-            else:
-                decisions.append({**base, "guardrail": "pre-tool", "action": "allow"})
+        if pre is None:
+            return _PreVerdict(action="none")
+        for check in pre.checks:
+            try:
+                hit = self._cond(check.when).test(variables)
+            except CelError as exc:
+                # Fail closed: a rule that cannot be evaluated denies the call.
+                log.warning("pre-tool %s/%s failed to evaluate: %s", name, check.id, exc)
+                return _PreVerdict(action="error", rule=check.id, message="This request could not be verified.",
+                                   detail=f"rule_error: {exc}")
+            if hit:
+                return _PreVerdict(action=check.action, rule=check.id,
+                                   message=render_template(check.message, variables))
+        return _PreVerdict(action="allow")
+
+    def _confirm_needed(self, name: str, variables: Mapping[str, Any]) -> bool:
+        confirm: ConfirmGuardrail | None = self._policy.guardrail(name, ConfirmGuardrail)
+        if confirm is None:
+            return False
+        try:
+            return self._cond(confirm.threshold).test(variables)
+        except CelError as exc:
+            log.warning("confirm threshold for %s failed: %s", name, exc)
+            return True  # when in doubt, ask
+
+    def _case(self, name: str, args: dict[str, Any], facts: dict[str, Any], forced: tuple[str, str] | None) -> str:
+        if self._reviewer is None:
+            return ""
+        # Which review case applies (without asking): part of the decision the write re-checks.
+        # A reviewer hook without ``case_id`` (a test double) is bound by its forced rule only.
+        case_of = getattr(self._reviewer, "case_id", None)
+        if case_of is None:
+            return f"forced:{forced[0]}" if forced else ""
+        return str(case_of(phase="before", tool=name, args=args, facts=facts, forced=forced) or "")
+
+    def _decide_and_run(
+        self, *, name: str, args: dict[str, Any], spec_write: bool, call_id: str, user_id: str | None,
+        actor: str, thread_id: str | None, conversation: Mapping[str, Any], audit_args: dict[str, Any],
+        base: dict[str, Any], again: Callable[[Mapping[str, Any]], ToolOutcome], notice: str,
+    ) -> ToolOutcome | StaleDecisionError:
+        """Decide on fresh facts, ask for consent, then write with the decision re-checked in its transaction."""
+        facts = self._domain.facts(name, args, user_id=user_id, conversation=conversation,
+                                   conversation_id=thread_id)
+        variables = {"args": args, "facts": facts}
+        decisions: list[dict[str, Any]] = []
+        origin = {"thread_id": thread_id, "tool_call_id": call_id}
+
+        # 1. pre-tool
+        verdict = self._pre_tool(name, variables)
+        forced: tuple[str, str] | None = None
+        if verdict.action == "error":
+            return self._deny(name, verdict.rule, verdict.message, verdict.detail, thread_id, actor, base, audit_args)
+        if verdict.action == "deny":
+            return self._deny(name, verdict.rule, verdict.message, "", thread_id, actor, base, audit_args)
+        if verdict.action == "escalate":
+            forced = (verdict.rule, verdict.message)
+        if verdict.action != "none":
+            decisions.append({**base, "guardrail": "pre-tool", "action": verdict.action,
+                              **({"rule": verdict.rule} if verdict.rule else {})})
 
         # 2. idempotency lookup (a read; the claim comes after consent)
         idem: IdempotencyGuardrail | None = self._policy.guardrail(name, IdempotencyGuardrail)
+        ttl = idem.ttl if idem else _REPLAY_TTL
         # The request (tool, customer, key fields) and the state it acts on: a reconnect that
         # repeats a completed request on the state it left behind is deduplicated, while the
         # same request on a state that changed since (A->B, B->A, A->B) is a new call.
         request = idempotency_key(name, user_id, args, idem.key_fields) if idem else None
-        pre_state = self._domain.state_token(name, args, user_id=user_id) if request else ""
+        pre_state = self._domain.state_token(name, args, user_id=user_id) if (request or spec_write) else ""
         key = f"{request}@{pre_state}" if request else None
-        if key is None and self._policy.escalations_for(name, "after"):
-            # The node is re-run when the reviewer answers: record this call's result so the
-            # re-run replays it instead of running (and auditing) the tool a second time.
+        if key is None and (spec_write or self._policy.escalations_for(name, "after")):
+            # One key per call: the node is re-run when a reviewer answers, or after a crash.
             key = f"{name}:call:{thread_id}:{call_id}"
         if key is not None:
+            prefix = f"{request}@" if request else None
+            unsettled = self._settle_unknown(key, prefix, ttl)
+            if unsettled is not None:
+                return self._finish("unknown", unsettled, thread_id, actor, name, base, audit_args,
+                                    event="tool.unknown")
             wait = idem.wait_timeout if idem else 30.0
-            cached = self._idem.await_in_flight(key, prefix=f"{request}@" if request else None, wait_timeout=wait)
+            cached = self._idem.await_in_flight(key, prefix=prefix, wait_timeout=wait)
             if cached is not None:
                 if cached.get("_origin") != origin:
                     return self._deduplicated(name, cached, thread_id, actor, base, audit_args, key)
@@ -245,12 +416,15 @@ class ToolGuard:
                 return self._deduplicated(name, latest, thread_id, actor, base, audit_args, key)
 
         # 3. escalation before the call (a pre-tool `escalate` rule, or a before-phase rule)
+        case = self._case(name, args, facts, forced)
+        reviewed = False
         if self._reviewer is not None:
             decision = self._reviewer(
                 phase="before", tool=name, args=args, facts=facts, result=None,
                 thread_id=thread_id, actor=actor, call_id=call_id, forced=forced,
             )
             if decision is not None:
+                reviewed = True
                 decisions.append({**base, "guardrail": "hitl", "action": decision.action,
                                   "reviewer": decision.reviewer})
                 if decision.action == "reject":
@@ -263,57 +437,81 @@ class ToolGuard:
 
         # 4. confirm gate
         confirm: ConfirmGuardrail | None = self._policy.guardrail(name, ConfirmGuardrail)
+        needed = self._confirm_needed(name, variables)
+        digest = call_hash(name, args, facts, pre_state)
         confirmed_by: str | None = None
-        if confirm is not None:
-            try:
-                needed = self._cond(confirm.threshold).test(variables)
-            except CelError as exc:
-                log.warning("confirm threshold for %s failed: %s", name, exc)
-                needed = True  # when in doubt, ask
-            if needed:
-                answer = self._confirm_gate(
-                    name=name, args=args, shown=audit_args, facts=facts, confirm=confirm, variables=variables,
-                    thread_id=thread_id, actor=actor, call_id=call_id, decisions=decisions,
+        if needed and confirm is not None:
+            answer = self._confirm_gate(
+                name=name, args=args, shown=audit_args, facts=facts, confirm=confirm, variables=variables,
+                thread_id=thread_id, actor=actor, call_id=call_id, decisions=decisions, digest=digest,
+                notice=notice,
+            )
+            if answer != "confirm":
+                return self._finish(
+                    "declined",
+                    {"status": "declined_by_user",
+                     "message": "The customer did not confirm; nothing was executed."},
+                    thread_id, actor, name, {**base, "guardrail": "confirm"}, audit_args,
+                    event="confirm.declined",
                 )
-                if answer != "confirm":
-                    return self._finish(
-                        "declined",
-                        {"status": "declined_by_user",
-                         "message": "The customer did not confirm; nothing was executed."},
-                        thread_id, actor, name, {**base, "guardrail": "confirm"}, audit_args,
-                        event="confirm.declined",
-                    )
-                confirmed_by = actor
-                decisions.append({**base, "guardrail": "confirm", "action": "confirmed"})
+            confirmed_by = actor
+            decisions.append({**base, "guardrail": "confirm", "action": "confirmed"})
 
-        # 5. atomic claim, then resilience around the tool
+        # 5. atomic claim, then resilience around the tool, the decision re-checked in its transaction
         token = ""
         if key is not None:
             try:
                 claim = self._idem.claim(
-                    key, tool=name, user_id=user_id, wait_timeout=idem.wait_timeout if idem else 30.0
+                    key, tool=name, user_id=user_id, wait_timeout=idem.wait_timeout if idem else 30.0,
+                    reconcile=self._domain.reconcile, ttl=ttl,
                 )
             except IdempotencyTimeoutError:
                 return self._finish(
                     "error", {"status": "error", "error": "An identical request is still running."},
                     thread_id, actor, name, base, audit_args,
                 )
+            except self._domain.error_type:
+                return self._finish("unknown", dict(_UNKNOWN), thread_id, actor, name, base, audit_args,
+                                    event="tool.unknown")
             if not claim.owned:
                 return self._deduplicated(name, claim.result or {}, thread_id, actor, base, audit_args, key)
             token = claim.token
 
+        backend_key = write_key(key, token) if key and token else key
+        authorisation = _Authorisation(
+            guard=self, tool=name, args=args, verdict=verdict, case=case, confirm_needed=needed,
+            digest=digest if (confirmed_by or reviewed) else "", thread_id=thread_id, user_id=user_id,
+            conversation=conversation, actor=actor, call_id=call_id, claim_key=key or "", claim_owner=token,
+            backend_key=backend_key,
+            audit_meta={**base, "confirmed_by": confirmed_by, "idempotency_key": key}, audit_args=audit_args,
+        )
         resilience: ResilienceGuardrail | None = self._policy.guardrail(name, ResilienceGuardrail)
         try:
-            result = self._execute(name, args, key, resilience)
-        except ServiceUnavailableError as exc:
+            result = self._execute(name, args, backend_key, resilience, authorisation if spec_write else None)
+        except StaleDecisionError as exc:
             if token and key:
                 self._idem.release(key, token)
-            fallback = resilience.fallback_message if resilience else "The service is unavailable."
-            return self._finish(
-                "unavailable", {"status": "unavailable", "message": fallback},
-                thread_id, actor, name, {**base, "guardrail": "resilience", "error": str(exc)},
-                audit_args, event="tool.unavailable",
+            self._audit.append(
+                "guardrail.revalidated", actor=actor, thread_id=thread_id, tool=name,
+                payload={**base, "reason": exc.reason, "args": audit_args},
             )
+            decisions.append({**base, "guardrail": "revalidate", "action": "changed", "reason": exc.reason})
+            return exc
+        except ServiceUnavailableError as exc:
+            settled = self._settle_attempt(key, token, backend_key, spec_write, ttl)
+            if settled is None:
+                fallback = resilience.fallback_message if resilience else "The service is unavailable."
+                return self._finish(
+                    "unavailable", {"status": "unavailable", "message": fallback,
+                                    "executed": False},
+                    thread_id, actor, name, {**base, "guardrail": "resilience", "error": str(exc)},
+                    audit_args, event="tool.unavailable",
+                )
+            if settled.get("status") == "unknown":
+                return self._finish("unknown", settled, thread_id, actor, name,
+                                    {**base, "guardrail": "resilience", "error": str(exc)}, audit_args,
+                                    event="tool.unknown")
+            result = settled  # the timed-out attempt did commit: report it, never run it again
         except Exception as exc:
             if token and key:
                 self._idem.release(key, token)
@@ -328,11 +526,16 @@ class ToolGuard:
                 thread_id, actor, name, base, audit_args,
             )
 
-        content = result if isinstance(result, dict) else {"status": "ok", "result": result}
-        content = {"status": content.get("status", "ok"), **content}
-        if self._scan_result is not None:
-            content, scan_decisions = self._scan_tool_result(content, thread_id)
-            decisions.extend(scan_decisions)
+        if authorisation.recorded:
+            content = authorisation.content
+            decisions.extend(authorisation.scan_decisions)
+        else:
+            content = result if isinstance(result, dict) else {"status": "ok", "result": result}
+            content = {"status": content.get("status", "ok"), **content}
+            if self._scan_result is not None:
+                content, scan_decisions = self._scan_tool_result(content, thread_id)
+                decisions.extend(scan_decisions)
+        content = {k: v for k, v in content.items() if not k.startswith("_")}
         if token and key:
             post_state = self._domain.state_token(name, args, user_id=user_id) if request else ""
             stored = {**content, "_origin": origin, "_post_state": post_state}
@@ -340,14 +543,61 @@ class ToolGuard:
             # sees the new state waits on the claim and then finds this result, never a gap.
             if request and idem:
                 self._idem.remember(request, stored, ttl=idem.ttl)
-            self._idem.complete(key, token, stored, ttl=idem.ttl if idem else _REPLAY_TTL)
+            self._idem.complete(key, token, stored, ttl=ttl)
         outcome = self._finish(
             str(content["status"]), content, thread_id, actor, name,
             {**base, "confirmed_by": confirmed_by, "idempotency_key": key}, audit_args,
             event="tool.executed", decisions=decisions, scanned=True,
+            audited=spec_write and authorisation.recorded,
         )
         return self._review_after(name, args, facts, content, thread_id, actor, call_id, again,
                                   outcome)
+
+    def _settle_unknown(self, key: str, prefix: str | None, ttl: float) -> dict[str, Any] | None:
+        """Reconcile earlier attempts of this request whose outcome is unknown; None once all are settled."""
+        for row in self._idem.unsettled(key=key, prefix=prefix):
+            try:
+                done = self._domain.reconcile(write_key(str(row["key"]), str(row["owner"])))
+            except self._domain.error_type:
+                return dict(_UNKNOWN)
+            self._idem.settle(str(row["key"]), str(row["owner"]), result=done, ttl=ttl)
+            if done is not None and prefix is not None:
+                clean = {k: v for k, v in done.items() if not k.startswith("_")}
+                # The late write is the latest completion of the request: a retry on the state it
+                # left behind is a duplicate of it, not a new request.
+                self._idem.remember(prefix.rstrip("@"), {**clean, "_post_state": ""}, ttl=ttl)
+        return None
+
+    def _settle_attempt(
+        self, key: str | None, token: str, backend_key: str | None, write: bool, ttl: float
+    ) -> dict[str, Any] | None:
+        """After the attempts failed or timed out: the committed result, None if nothing ran, or unknown."""
+        if not (write and key and token and backend_key):
+            if token and key:
+                self._idem.release(key, token)
+            return None
+        try:
+            done = self._domain.reconcile(backend_key)
+        except self._domain.error_type:
+            # Still running somewhere: keep the claim unknown; the next attempt reconciles first.
+            self._idem.mark_unknown(key, token)
+            return dict(_UNKNOWN)
+        if done is None:
+            self._idem.release(key, token)
+        return done
+
+    def _recovered(
+        self, name: str, recorded: dict[str, Any], thread_id: str | None, actor: str,
+        base: dict[str, Any], args: Mapping[str, Any],
+    ) -> ToolOutcome:
+        claim_key, owner = str(recorded.get("_claim_key", "")), str(recorded.get("_owner", ""))
+        content = {k: v for k, v in recorded.items() if not k.startswith("_")}
+        if claim_key and owner:
+            self._idem.settle(claim_key, owner, result=content, ttl=_REPLAY_TTL)
+        return self._finish(
+            str(content.get("status", "ok")), content, thread_id, actor, name,
+            {**base, "recovered": True}, args, event="tool.recovered", scanned=True,
+        )
 
     def _review_after(
         self, name: str, args: dict[str, Any], facts: dict[str, Any], content: dict[str, Any],
@@ -371,9 +621,8 @@ class ToolGuard:
     def _confirm_gate(
         self, *, name: str, args: dict[str, Any], shown: dict[str, Any], facts: dict[str, Any],
         confirm: ConfirmGuardrail, variables: dict[str, Any], thread_id: str | None, actor: str,
-        call_id: str, decisions: list[dict[str, Any]],
+        call_id: str, decisions: list[dict[str, Any]], digest: str, notice: str = "",
     ) -> str:
-        digest = call_hash(name, args, facts)
         quote = facts.get("quote") if isinstance(facts.get("quote"), dict) else {}
         payload = {
             "type": "confirm",
@@ -385,7 +634,6 @@ class ToolGuard:
             "message": render_template(confirm.message, variables),
             "args_hash": digest,
         }
-        notice = ""
         # Each loop iteration is a separate interrupt; on resume LangGraph replays the
         # earlier answers in order, so a refused answer re-asks instead of executing.
         while True:
@@ -418,16 +666,16 @@ class ToolGuard:
 
     def _execute(
         self, name: str, args: dict[str, Any], key: str | None,
-        resilience: ResilienceGuardrail | None,
+        resilience: ResilienceGuardrail | None, authorisation: _Authorisation | None,
     ) -> Any:
         def invoke() -> Any:
-            return self._domain.execute(name, args, idempotency_key=key)
+            return self._domain.execute(name, args, idempotency_key=key, guard=authorisation)
 
         if resilience is None:
             return invoke()
         caller = ResilientCaller(
             config=resilience, breaker=self._breakers.get(name, resilience),
-            non_retryable=(self._domain.error_type,),
+            non_retryable=(self._domain.error_type, StaleDecisionError),
         )
         return caller.call(invoke)
 
@@ -487,7 +735,7 @@ class ToolGuard:
     def _finish(
         self, status: str, content: dict[str, Any], thread_id: str | None, actor: str,
         tool: str, meta: dict[str, Any], args: Mapping[str, Any], *, event: str | None = None,
-        decisions: list[dict[str, Any]] | None = None, scanned: bool = False,
+        decisions: list[dict[str, Any]] | None = None, scanned: bool = False, audited: bool = False,
     ) -> ToolOutcome:
         event = event or f"tool.{status}"
         if not scanned and status in {"error", "invalid"}:
@@ -497,11 +745,12 @@ class ToolGuard:
             content = self._redact(content)
         decision = {**{k: v for k, v in meta.items() if v is not None}, "action": status}
         record_tool(tool, status, content)
-        self._audit.append(
-            event, actor=actor, thread_id=thread_id, tool=tool,
-            payload={**decision, "args": dict(args),
-                     "result": content if self._masked_world else self._redact(content)},
-        )
+        if not audited:  # a guarded write audits itself, in its own transaction
+            self._audit.append(
+                event, actor=actor, thread_id=thread_id, tool=tool,
+                payload={**decision, "args": dict(args),
+                         "result": content if self._masked_world else self._redact(content)},
+            )
         return ToolOutcome(
             status=status, content=content, decisions=(*(decisions or []), decision),
         )

@@ -111,7 +111,7 @@ def test_a_fail_open_layer_lets_the_message_through(database_url, tmp_path):
 class PoisonedDomain(AirlineDomain):
     """Reservation lookups come back with an instruction planted in a free-text field."""
 
-    def execute(self, tool, args, *, idempotency_key):
+    def execute(self, tool, args, *, idempotency_key, guard=None):
         result = super().execute(tool, args, idempotency_key=idempotency_key)
         if tool == "get_reservation_details":
             result = {**result, "agent_note": (

@@ -34,7 +34,7 @@ class FlakyDomain(AirlineDomain):
         self.write_calls = 0
         self._lock = threading.Lock()
 
-    def execute(self, tool, args, *, idempotency_key):
+    def execute(self, tool, args, *, idempotency_key, guard=None):
         if self.tools[tool].write:
             with self._lock:
                 self.write_calls += 1
@@ -43,7 +43,7 @@ class FlakyDomain(AirlineDomain):
                 raise TimeoutError("backend hung")
             if self.mode == "error":
                 raise ConnectionError("payment backend refused the connection")
-        return super().execute(tool, args, idempotency_key=idempotency_key)
+        return super().execute(tool, args, idempotency_key=idempotency_key, guard=guard)
 
 
 def _fast_policy(tmp_path: Path) -> Path:
@@ -86,7 +86,7 @@ def test_backend_failures_give_fallback_then_fail_fast_then_recover(database_url
         # 1. Hanging backend: 3 attempts of 300 ms plus tiny backoffs, then the fallback.
         domain.mode = "hang"
         payload, elapsed = attempt()
-        assert payload == {"status": "unavailable", "message": FALLBACK}
+        assert payload == {"status": "unavailable", "message": FALLBACK, "executed": False}
         assert domain.write_calls == 3
         assert elapsed < 3 * 0.3 + 0.5  # the configured bound, with scheduling slack
         assert services.breakers.states()["update_reservation_baggages"] == "open"

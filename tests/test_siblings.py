@@ -21,10 +21,10 @@ class CountingDomain(AirlineDomain):
         self.executed: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def execute(self, tool, args, *, idempotency_key):
+    def execute(self, tool, args, *, idempotency_key, guard=None):
         with self._lock:
             self.executed[tool] += 1
-        return super().execute(tool, args, idempotency_key=idempotency_key)
+        return super().execute(tool, args, idempotency_key=idempotency_key, guard=guard)
 
 
 def test_sibling_call_runs_once_across_the_pause(database_url):
@@ -64,10 +64,11 @@ def test_sibling_call_runs_once_across_the_pause(database_url):
 class CrashingDomain(AirlineDomain):
     """Facts for one tool fail unexpectedly (a bug, a dropped connection)."""
 
-    def facts(self, tool, args, *, user_id, conversation):
+    def facts(self, tool, args, *, user_id, conversation, conversation_id=None):
         if tool == "get_flight_status":
             raise RuntimeError("database went away")
-        return super().facts(tool, args, user_id=user_id, conversation=conversation)
+        return super().facts(tool, args, user_id=user_id, conversation=conversation,
+                             conversation_id=conversation_id)
 
 
 def test_a_crashed_tool_task_does_not_strand_the_thread(database_url):

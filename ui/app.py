@@ -82,6 +82,8 @@ def example_prompts(customer_id: str | None) -> tuple[str, ...]:
 
 
 CHAT_POLL_S = 1.5
+MAX_CHOICES = 6  # answer buttons laid out for a question (the airline's longest list has 5)
+_CHAT_OUTPUTS = 12 + 3 + MAX_CHOICES  # see AirlockUI._build_chat
 INBOX_POLL_S = 3.0
 SWEEP_EVERY_S = 15.0
 _VERBS = {
@@ -91,7 +93,7 @@ _VERBS = {
 }
 _CSS = """
 #review-notice { border-left: 4px solid #d97706; padding: 8px 12px; background: #fffbeb; }
-#confirm-box { border: 2px solid #2563eb; border-radius: 8px; padding: 8px; }
+#confirm-box, #question-box { border: 2px solid #2563eb; border-radius: 8px; padding: 8px; }
 #model-label { opacity: 0.8; font-size: 0.9em; }
 """
 
@@ -216,6 +218,9 @@ def render_messages(
                 elif waiting.get(call_id) == "confirm":
                     title += " · waiting for your confirmation"
                     status = "pending"
+                elif waiting.get(call_id) == "question":
+                    title += " · waiting for your answer"
+                    status = "pending"
                 elif waiting.get(call_id) == "review":
                     title += " · waiting for a human reviewer"
                     status = "pending"
@@ -242,6 +247,8 @@ def thread_label(row: Mapping[str, Any]) -> str:
     marker = ""
     if "confirm" in pending:
         marker = "⏸ awaiting your confirmation · "
+    elif "question" in pending:
+        marker = "⏸ awaiting your answer · "
     elif "review" in pending:
         marker = "⏳ waiting for a reviewer · "
     title = str(row.get("title") or "").strip() or "New conversation"
@@ -278,12 +285,13 @@ class ChatView:
     threads: list[tuple[str, str]] = field(default_factory=list)
     confirm: PendingInterrupt | None = None
     review: PendingInterrupt | None = None
+    question: PendingInterrupt | None = None
     notice: str = ""
 
     @property
     def signature(self) -> str:
         """Return what the poller compares to decide whether anything changed."""
-        pending = [p.id for p in (self.confirm, self.review) if p is not None]
+        pending = [p.id for p in (self.confirm, self.review, self.question) if p is not None]
         return json.dumps([self.thread_id, len(self.chat), pending, len(self.decisions)])
 
 
@@ -298,6 +306,19 @@ def _confirm_text(gate: PendingInterrupt) -> str:
             lines.append(f"**Amount:** USD {float(amount):,.2f} ({html.escape(direction)})")
         except (TypeError, ValueError):
             lines.append(f"**Amount:** {html.escape(str(amount))}")
+    return "\n\n".join(lines)
+
+
+def _question_choices(question: PendingInterrupt | None) -> list[dict[str, Any]]:
+    if question is None:
+        return []
+    return [c for c in question.value.get("choices") or [] if isinstance(c, dict)][:MAX_CHOICES]
+
+
+def _question_text(question: PendingInterrupt) -> str:
+    lines = ["### Please answer", html.escape(str(question.value.get("question") or ""))]
+    if question.value.get("notice"):
+        lines.append(f"_{html.escape(str(question.value['notice']))}_")
     return "\n\n".join(lines)
 
 
@@ -396,11 +417,13 @@ class AirlockUI:
             threads=threads, notice=notice,
             confirm=next((p for p in pending if p.kind == "confirm"), None),
             review=next((p for p in pending if p.kind == "review"), None),
+            question=next((p for p in pending if p.kind == "question"), None),
         )
 
     def chat_outputs(self, view: ChatView) -> tuple[Any, ...]:
         """Return the updates for the chat tab's outputs (see ``_build_chat``), in order."""
         gate = view.confirm
+        choices = _question_choices(view.question)
         return (
             gr.Chatbot(value=cast(Any, view.chat)),
             gr.Dataframe(value=view.decisions or [["", "", "", ""]]),
@@ -418,6 +441,13 @@ class AirlockUI:
             {"id": gate.id, "args_hash": gate.value.get("args_hash")} if gate else None,
             view.signature,
             gr.Timer(active=view.review is not None),
+            # A question's choices are buttons, rendered by code from the interrupt's payload.
+            gr.Column(visible=view.question is not None),
+            gr.Markdown(value=_question_text(view.question) if view.question else ""),
+            *[gr.Button(value=str(c.get("label", "")), visible=True) for c in choices],
+            *[gr.Button(visible=False) for _ in range(MAX_CHOICES - len(choices))],
+            {"id": view.question.id, "values": [str(c.get("value")) for c in choices]}
+            if view.question else None,
         )
 
     def on_open_thread(self, thread_id: str | None, request: gr.Request) -> tuple[Any, ...]:
@@ -470,6 +500,30 @@ class AirlockUI:
             )
             return self.chat_outputs(self.chat_view(account, thread_id))
 
+    def on_choice(self, index: int, thread_id: str | None, question: Mapping[str, Any] | None,
+                  request: gr.Request) -> tuple[Any, ...]:
+        """Answer the question the customer is looking at with the choice they pressed."""
+        account = self.customer(request)
+        assert account.customer_id is not None
+        with self._errors():
+            thread_id = self._own_thread(account, thread_id)
+            values = list((question or {}).get("values") or [])
+            if thread_id is None or not question or not 0 <= index < len(values):
+                raise gr.Error("There is no question to answer.")
+            result = self.app.answer_question(
+                thread_id=thread_id, user_id=account.customer_id, interrupt_id=str(question["id"]),
+                value=values[index],
+            )
+            return self.chat_outputs(self.chat_view(account, thread_id, result.notice))
+
+    def _choice_handler(self, index: int) -> Callable[..., tuple[Any, ...]]:
+        def choose(
+            thread_id: str | None, question: dict[str, Any] | None, request: gr.Request
+        ) -> tuple[Any, ...]:
+            return self.on_choice(index, thread_id, question, request)
+
+        return choose
+
     def _answer_handler(self, action: str) -> Callable[..., tuple[Any, ...]]:
         def answer(
             thread_id: str | None, gate: dict[str, Any] | None, request: gr.Request
@@ -484,7 +538,7 @@ class AirlockUI:
         with self._errors():
             view = self.chat_view(account, self._own_thread(account, thread_id))
         if view.signature == signature:
-            return tuple(gr.skip() for _ in range(12))
+            return tuple(gr.skip() for _ in range(_CHAT_OUTPUTS))
         return self.chat_outputs(view)
 
     def on_example(self, index: int | None, request: gr.Request) -> str:
@@ -697,6 +751,11 @@ class AirlockUI:
                     with gr.Row():
                         confirm = gr.Button("Confirm", variant="primary", elem_id="confirm-btn")
                         cancel = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
+                with gr.Column(visible=False, elem_id="question-box") as question_box:
+                    question_md = gr.Markdown(elem_id="question-message")
+                    with gr.Row():
+                        choice_buttons = [gr.Button(visible=False, elem_id=f"choice-btn-{i}")
+                                          for i in range(MAX_CHOICES)]
                 with gr.Row():
                     text = gr.Textbox(placeholder="Type a message and press Enter", show_label=False,
                                       scale=5, elem_id="chat-input", max_length=4000)
@@ -716,9 +775,11 @@ class AirlockUI:
         gate_state = gr.State(None)
         sig_state = gr.State("")
         pending_text = gr.State("")
+        question_state = gr.State(None)
         timer = gr.Timer(CHAT_POLL_S, active=False)
         outputs = [chatbot, decisions, confirm_box, confirm_md, review_md, notice_md, threads,
-                   thread_state, ids_state, gate_state, sig_state, timer]
+                   thread_state, ids_state, gate_state, sig_state, timer,
+                   question_box, question_md, *choice_buttons, question_state]
         private: dict[str, Any] = {"api_visibility": "private"}
 
         threads.input(self.on_open_thread, [threads], outputs, **private)
@@ -728,6 +789,8 @@ class AirlockUI:
                     **private).then(self.on_send, [pending_text, thread_state], outputs, **private)
         for button, action in ((confirm, "confirm"), (cancel, "cancel")):
             button.click(self._answer_handler(action), [thread_state, gate_state], outputs, **private)
+        for index, choice in enumerate(choice_buttons):
+            choice.click(self._choice_handler(index), [thread_state, question_state], outputs, **private)
         timer.tick(self.on_poll, [thread_state, sig_state], outputs, show_progress="hidden", **private)
         chatbot.like(self.on_feedback, [thread_state, ids_state, comment], [comment], **private)
         examples.click(self.on_example, [examples], [text], **private)

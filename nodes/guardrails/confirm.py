@@ -38,10 +38,14 @@ _NO = re.compile(
 )
 
 
-def call_hash(tool: str, args: Mapping[str, Any], facts: Mapping[str, Any]) -> str:
-    """Hash the exact call: tool, arguments and the code-computed quote."""
+def call_hash(tool: str, args: Mapping[str, Any], facts: Mapping[str, Any], state: str = "") -> str:
+    """Hash the exact call: tool, canonical arguments, the code-computed quote and the state version.
+
+    A consent or approval bound to this hash authorises exactly that change of exactly that
+    state: the write's transaction recomputes it and refuses to write on any difference.
+    """
     body = json.dumps(
-        {"tool": tool, "args": args, "quote": facts.get("quote")},
+        {"tool": tool, "args": args, "quote": facts.get("quote"), **({"state": state} if state else {})},
         sort_keys=True, separators=(",", ":"), default=str,
     )
     return hashlib.sha256(body.encode("utf-8")).hexdigest()

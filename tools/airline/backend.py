@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import dataclasses
 import operator
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -28,6 +29,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from psycopg import Cursor
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
@@ -37,7 +39,15 @@ from tools.airline import pricing
 from tools.airline.errors import ToolError
 from tools.airline.schemas import AIRLINE_TOOLS, parse_args
 
-__all__ = ["AIRPORTS", "DEFAULT_IDEMPOTENCY_TTL", "DEFAULT_NOW", "AirlineBackend"]
+__all__ = [
+    "AIRPORTS",
+    "DEFAULT_IDEMPOTENCY_TTL",
+    "DEFAULT_NOW",
+    "FENCED",
+    "AirlineBackend",
+    "CursorReads",
+    "WriteHooks",
+]
 
 # τ²'s simulated clock: 2024-05-15 15:00 EST, kept naive like the data's timestamps.
 DEFAULT_NOW = datetime(2024, 5, 15, 15, 0, 0)
@@ -85,6 +95,145 @@ _CALC_UNARY: Mapping[type[ast.unaryop], Callable[[float], float]] = {
 }
 
 Body = Callable[[Cursor[DictRow], str | None], dict[str, Any]]
+# The tool name stored for a key that a reconciler fenced off: the late attempt finds it and does nothing.
+FENCED = "fenced"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class WriteHooks:
+    """What a guarded write does inside its own transaction besides the change itself.
+
+    Attributes:
+        verify: Called first with reads on the transaction's cursor; it locks the rows the
+            decision depends on, recomputes the facts and raises to refuse the write.
+        record: Called last, before commit, with the cursor and the result.
+        conversation_id: Tags the ledger and event rows, for per-conversation window facts.
+    """
+
+    verify: Callable[[CursorReads], None]
+    record: Callable[[Cursor[DictRow], Mapping[str, Any]], None]
+    conversation_id: str | None = None
+
+
+class CursorReads:
+    """The facts-side reads on one cursor: a snapshot outside a transaction, locked rows inside one."""
+
+    def __init__(self, cur: Cursor[DictRow], *, now: datetime) -> None:
+        self.cur = cur
+        self.now = now
+        self.lock = False
+
+    def lock_scope(self, *, reservation_id: str | None, user_ids: Iterable[str], booking: bool) -> None:
+        """Lock what a write decides on, in the writes' global order (id lock, reservation, users).
+
+        Every later read on this cursor also locks (``FOR UPDATE``), so the facts recomputed
+        here cannot change before the transaction commits.
+        """
+        self.lock = True
+        if booking:
+            self.cur.execute("SELECT pg_advisory_xact_lock(%s)", (_RESERVATION_ID_LOCK,))
+        if reservation_id:
+            reservation = _reservation(self.cur, reservation_id, lock=True)
+            if reservation is not None:
+                user_ids = [*user_ids, str(reservation.get("user_id", ""))]
+        for user_id in sorted({u for u in user_ids if u}):
+            _user(self.cur, user_id, lock=True)
+
+    def fetch_user(self, user_id: str) -> dict[str, Any] | None:
+        """Return the user document, or None."""
+        return _user(self.cur, user_id, lock=self.lock)
+
+    def fetch_reservation(self, reservation_id: str) -> dict[str, Any] | None:
+        """Return the reservation document, or None."""
+        return _reservation(self.cur, reservation_id, lock=self.lock)
+
+    def fetch_user_reservations(self, user_id: str) -> list[dict[str, Any]]:
+        """Return every reservation document of ``user_id``, ordered by id."""
+        self.cur.execute(
+            "SELECT doc FROM airline_reservations WHERE user_id = %s ORDER BY reservation_id", (user_id,)
+        )
+        return [r["doc"] for r in self.cur.fetchall()]
+
+    def fetch_flights(self, numbers: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Return the flight documents for ``numbers`` (unknown numbers are left out)."""
+        wanted = sorted({n for n in numbers if isinstance(n, str)})
+        return _flights(self.cur, wanted) if wanted else {}
+
+    def fetch_events(
+        self, *, user_id: str | None = None, reservation_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Return the write events of a user or a reservation, oldest first."""
+        clauses, params = [], []
+        if user_id is not None:
+            clauses.append("user_id = %s")
+            params.append(user_id)
+        if reservation_id is not None:
+            clauses.append("reservation_id = %s")
+            params.append(reservation_id)
+        if not clauses:
+            return []
+        self.cur.execute(
+            "SELECT user_id, reservation_id, tool, idempotency_key, before, after "
+            f"FROM airline_events WHERE {' AND '.join(clauses)} ORDER BY id",
+            params,
+        )
+        return [dict(r) for r in self.cur.fetchall()]
+
+    def fetch_window(self, *, user_id: str, conversation_id: str | None) -> dict[str, Any]:
+        """Return money charged and refunded, and certificates issued, to the customer recently.
+
+        Two windows: the last 24 hours (wall clock, as the ledger records it) and this
+        conversation. Splitting a request into parts changes none of these sums.
+        """
+        self.cur.execute(
+            "SELECT"
+            " coalesce(sum(amount_usd) FILTER (WHERE kind = 'charge'), 0) AS charged_24h,"
+            " coalesce(sum(amount_usd) FILTER (WHERE kind = 'refund'), 0) AS refunded_24h,"
+            " coalesce(sum(amount_usd) FILTER (WHERE kind = 'charge' AND conversation_id = %(c)s), 0)"
+            "   AS charged_conv,"
+            " coalesce(sum(amount_usd) FILTER (WHERE kind = 'refund' AND conversation_id = %(c)s), 0)"
+            "   AS refunded_conv"
+            " FROM payments_ledger WHERE user_id = %(u)s AND created_at > now() - interval '24 hours'",
+            {"u": user_id, "c": conversation_id or ""},
+        )
+        money_row = self.cur.fetchone() or {}
+        self.cur.execute(
+            "SELECT count(*) AS n, coalesce(sum((after->>'amount')::numeric), 0) AS usd,"
+            " count(*) FILTER (WHERE conversation_id = %(c)s) AS n_conv,"
+            " coalesce(sum((after->>'amount')::numeric) FILTER (WHERE conversation_id = %(c)s), 0) AS usd_conv"
+            " FROM airline_events WHERE user_id = %(u)s AND tool = 'send_certificate'"
+            " AND created_at > now() - interval '24 hours'",
+            {"u": user_id, "c": conversation_id or ""},
+        )
+        cert_row = self.cur.fetchone() or {}
+        self.cur.execute(
+            "SELECT count(*) AS n, coalesce(sum(jsonb_array_length(after->'passengers')), 0) AS pax"
+            " FROM airline_events WHERE user_id = %s AND tool = 'book_reservation'"
+            " AND created_at > now() - interval '24 hours'",
+            (user_id,),
+        )
+        book_row = self.cur.fetchone() or {}
+        return {
+            "charged_usd_24h": float(money_row.get("charged_24h", 0)),
+            "refunded_usd_24h": float(money_row.get("refunded_24h", 0)),
+            "charged_usd_conversation": float(money_row.get("charged_conv", 0)),
+            "refunded_usd_conversation": float(money_row.get("refunded_conv", 0)),
+            "certificates_24h": int(cert_row.get("n", 0)),
+            "certificates_usd_24h": float(cert_row.get("usd", 0)),
+            "certificates_conversation": int(cert_row.get("n_conv", 0)),
+            "certificates_usd_conversation": float(cert_row.get("usd_conv", 0)),
+            "bookings_24h": int(book_row.get("n", 0)),
+            "passengers_booked_24h": int(book_row.get("pax", 0)),
+        }
+
+    def state_version(self, *, user_id: str | None = None, reservation_id: str | None = None) -> int:
+        """Return a number that grows with every write to the reservation (or the user): the last event id."""
+        column, value = ("reservation_id", reservation_id) if reservation_id else ("user_id", user_id)
+        if value is None:
+            return 0
+        self.cur.execute(f"SELECT coalesce(max(id), 0) AS v FROM airline_events WHERE {column} = %s", (value,))
+        row = self.cur.fetchone()
+        return int(row["v"]) if row else 0
 
 
 class AirlineBackend:
@@ -122,13 +271,14 @@ class AirlineBackend:
     # ------------------------------------------------------------------ dispatch
 
     def call(self, tool: str, args: Mapping[str, Any] | None, *,
-             idempotency_key: str | None = None) -> Any:
+             idempotency_key: str | None = None, hooks: WriteHooks | None = None) -> Any:
         """Validate ``args`` against the tool's schema and run the tool.
 
         Args:
             tool: A name from :data:`tools.airline.schemas.AIRLINE_TOOLS`.
             args: The tool arguments (as the model sent them).
             idempotency_key: Passed to write tools; ignored by read tools.
+            hooks: Lock, re-verify and record inside a write's transaction (write tools only).
 
         Raises:
             ToolError: On unknown tools, invalid arguments and domain errors.
@@ -137,6 +287,7 @@ class AirlineBackend:
         kwargs = model.model_dump()
         if AIRLINE_TOOLS[tool].write:
             kwargs["idempotency_key"] = idempotency_key
+            kwargs["hooks"] = hooks
         method: Callable[..., Any] = getattr(self, tool)
         return method(**kwargs)
 
@@ -145,60 +296,72 @@ class AirlineBackend:
     def fetch_user(self, user_id: str) -> dict[str, Any] | None:
         """Return the user document, or None."""
         with self._cursor() as cur:
-            return _user(cur, user_id)
+            return CursorReads(cur, now=self._now).fetch_user(user_id)
 
     def fetch_reservation(self, reservation_id: str) -> dict[str, Any] | None:
         """Return the reservation document, or None."""
         with self._cursor() as cur:
-            return _reservation(cur, reservation_id)
+            return CursorReads(cur, now=self._now).fetch_reservation(reservation_id)
 
     def fetch_user_reservations(self, user_id: str) -> list[dict[str, Any]]:
         """Return every reservation document of ``user_id``, ordered by id."""
         with self._cursor() as cur:
-            cur.execute(
-                "SELECT doc FROM airline_reservations WHERE user_id = %s ORDER BY reservation_id",
-                (user_id,),
-            )
-            return [r["doc"] for r in cur.fetchall()]
+            return CursorReads(cur, now=self._now).fetch_user_reservations(user_id)
 
     def fetch_flights(self, numbers: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Return the flight documents for ``numbers`` (unknown numbers are left out)."""
-        wanted = sorted({n for n in numbers if isinstance(n, str)})
-        if not wanted:
-            return {}
         with self._cursor() as cur:
-            return _flights(cur, wanted)
+            return CursorReads(cur, now=self._now).fetch_flights(numbers)
 
     def fetch_events(
         self, *, user_id: str | None = None, reservation_id: str | None = None
     ) -> list[dict[str, Any]]:
         """Return the write events of a user or a reservation, oldest first."""
-        clauses, params = [], []
-        if user_id is not None:
-            clauses.append("user_id = %s")
-            params.append(user_id)
-        if reservation_id is not None:
-            clauses.append("reservation_id = %s")
-            params.append(reservation_id)
-        if not clauses:
-            return []
         with self._cursor() as cur:
-            cur.execute(
-                "SELECT user_id, reservation_id, tool, idempotency_key, before, after "
-                f"FROM airline_events WHERE {' AND '.join(clauses)} ORDER BY id",
-                params,
-            )
-            return [dict(r) for r in cur.fetchall()]
+            return CursorReads(cur, now=self._now).fetch_events(user_id=user_id, reservation_id=reservation_id)
+
+    def fetch_window(self, *, user_id: str, conversation_id: str | None) -> dict[str, Any]:
+        """Return the customer's recent money movements (see :meth:`CursorReads.fetch_window`)."""
+        with self._cursor() as cur:
+            return CursorReads(cur, now=self._now).fetch_window(user_id=user_id, conversation_id=conversation_id)
 
     def state_version(self, *, user_id: str | None = None, reservation_id: str | None = None) -> int:
         """Return a number that grows with every write to the reservation (or the user): the last event id."""
-        column, value = ("reservation_id", reservation_id) if reservation_id else ("user_id", user_id)
-        if value is None:
-            return 0
         with self._cursor() as cur:
-            cur.execute(f"SELECT coalesce(max(id), 0) AS v FROM airline_events WHERE {column} = %s", (value,))
+            return CursorReads(cur, now=self._now).state_version(user_id=user_id, reservation_id=reservation_id)
+
+    def reconcile(self, idempotency_key: str, *, wait: float = 10.0) -> dict[str, Any] | None:
+        """Settle a write whose outcome is unknown: return its stored result, or fence it off.
+
+        The fence inserts the key as ``fenced`` in ``airline_write_requests``. If the original
+        attempt is still in flight, the insert waits for it (up to ``wait`` seconds): a commit
+        means the write happened and its result is returned; a roll-back (or an attempt that
+        never started) means the fence wins, and the late attempt, when it arrives, finds the
+        key taken and changes nothing. Either way the answer is final.
+
+        Raises:
+            ToolError: When the in-flight attempt did not finish within ``wait``.
+        """
+        with self._pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            cur.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(wait * 1000)}ms",))
+            try:
+                cur.execute(
+                    "INSERT INTO airline_write_requests (idempotency_key, tool, result) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key",
+                    (idempotency_key, FENCED, Jsonb({"status": FENCED})),
+                )
+            except psycopg.errors.LockNotAvailable as exc:
+                raise ToolError("The earlier attempt is still running") from exc
+            if cur.fetchone() is not None:
+                return None
+            cur.execute(
+                "SELECT tool, result FROM airline_write_requests WHERE idempotency_key = %s", (idempotency_key,)
+            )
             row = cur.fetchone()
-        return int(row["v"]) if row else 0
+        if row is None or row["tool"] == FENCED:
+            return None
+        return dict(row["result"])
 
     # ------------------------------------------------------------------ read tools
 
@@ -333,6 +496,7 @@ class AirlineBackend:
         nonfree_baggages: int,
         insurance: str,
         idempotency_key: str | None = None,
+        hooks: WriteHooks | None = None,
     ) -> dict[str, Any]:
         """Book a reservation and charge each payment method its amount.
 
@@ -444,10 +608,11 @@ class AirlineBackend:
                    before=None, after=reservation)
             return _money_result(tool, quote.amount, charge_ids, reservation)
 
-        return self._write(tool, idempotency_key, body)
+        return self._write(tool, idempotency_key, body, hooks)
 
     def cancel_reservation(
-        self, *, reservation_id: str, idempotency_key: str | None = None
+        self, *, reservation_id: str, idempotency_key: str | None = None,
+        hooks: WriteHooks | None = None,
     ) -> dict[str, Any]:
         """Cancel a reservation and refund every earlier payment to its method.
 
@@ -484,7 +649,7 @@ class AirlineBackend:
                    reservation_id=reservation_id, before=before, after=reservation)
             return _money_result(tool, quote.amount, charge_ids, reservation)
 
-        return self._write(tool, idempotency_key, body)
+        return self._write(tool, idempotency_key, body, hooks)
 
     def update_reservation_flights(
         self,
@@ -494,6 +659,7 @@ class AirlineBackend:
         flights: Sequence[Any],
         payment_id: str,
         idempotency_key: str | None = None,
+        hooks: WriteHooks | None = None,
     ) -> dict[str, Any]:
         """Replace the itinerary (and cabin); charge or refund the difference to ``payment_id``.
 
@@ -525,7 +691,7 @@ class AirlineBackend:
                    reservation_id=reservation_id, before=before, after=reservation)
             return _money_result(tool, quote.amount, charge_ids, reservation)
 
-        return self._write(tool, idempotency_key, body)
+        return self._write(tool, idempotency_key, body, hooks)
 
     def update_reservation_baggages(
         self,
@@ -535,6 +701,7 @@ class AirlineBackend:
         nonfree_baggages: int,
         payment_id: str,
         idempotency_key: str | None = None,
+        hooks: WriteHooks | None = None,
     ) -> dict[str, Any]:
         """Set the bag counts; charge USD 50 per paid bag over the current paid bags.
 
@@ -564,7 +731,7 @@ class AirlineBackend:
                    reservation_id=reservation_id, before=before, after=reservation)
             return _money_result(tool, quote.amount, charge_ids, reservation)
 
-        return self._write(tool, idempotency_key, body)
+        return self._write(tool, idempotency_key, body, hooks)
 
     def update_reservation_passengers(
         self,
@@ -572,6 +739,7 @@ class AirlineBackend:
         reservation_id: str,
         passengers: Sequence[Any],
         idempotency_key: str | None = None,
+        hooks: WriteHooks | None = None,
     ) -> dict[str, Any]:
         """Replace the passenger list; the number of passengers must stay the same.
 
@@ -592,10 +760,11 @@ class AirlineBackend:
                    reservation_id=reservation_id, before=before, after=reservation)
             return _money_result(tool, Decimal(0), [], reservation)
 
-        return self._write(tool, idempotency_key, body)
+        return self._write(tool, idempotency_key, body, hooks)
 
     def send_certificate(
-        self, *, user_id: str, amount: float, idempotency_key: str | None = None
+        self, *, user_id: str, amount: float, idempotency_key: str | None = None,
+        hooks: WriteHooks | None = None,
     ) -> dict[str, Any]:
         """Add a travel certificate of ``amount`` to the user's payment methods.
 
@@ -638,27 +807,47 @@ class AirlineBackend:
                 "charge_ids": [],
             }
 
-        return self._write(tool, idempotency_key, body)
+        return self._write(tool, idempotency_key, body, hooks)
 
     # ------------------------------------------------------------------ internals
 
     def _cursor(self) -> AbstractContextManager[Cursor[DictRow]]:
         return _read_cursor(self._pool)
 
-    def _write(self, tool: str, key: str | None, body: Body) -> dict[str, Any]:
-        """Run ``body`` in one transaction, claiming ``key`` first when there is one."""
+    def _write(self, tool: str, key: str | None, body: Body, hooks: WriteHooks | None = None) -> dict[str, Any]:
+        """Run ``body`` in one transaction, claiming ``key`` first when there is one.
+
+        With ``hooks``, the transaction first locks every row the decision was made on
+        (``hooks.lock``), lets the caller re-check its decision on what it now reads
+        (``hooks.verify``, which raises to roll everything back), and records the outcome
+        before commit (``hooks.record``): decision, write and record are one transaction.
+        """
         with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             if key is not None:
                 stored = _claim(cur, key, tool, self._ttl)
                 if stored is not None:
                     return stored
+            reads = CursorReads(cur, now=self._now)
+            if hooks is not None:
+                hooks.verify(reads)
             result = body(cur, key)
+            if hooks is not None and hooks.conversation_id:
+                cur.execute(
+                    "UPDATE payments_ledger SET conversation_id = %s WHERE idempotency_key = %s",
+                    (hooks.conversation_id, key),
+                )
+                cur.execute(
+                    "UPDATE airline_events SET conversation_id = %s WHERE idempotency_key = %s",
+                    (hooks.conversation_id, key),
+                )
             if key is not None:
                 cur.execute(
                     "UPDATE airline_write_requests SET result = %s WHERE idempotency_key = %s",
                     (Jsonb(result), key),
                 )
+            if hooks is not None:
+                hooks.record(cur, result)
             return result
 
 
@@ -693,6 +882,9 @@ def _claim(
     row = cur.fetchone()
     if row is None:  # deleted between the two statements; the caller may retry
         raise ToolError("The request is being processed; please retry")
+    if row["tool"] == FENCED:
+        # A reconciler settled this attempt as "not executed" after it timed out: keep it so.
+        return {"status": "deduplicated", "original_status": FENCED, "executed": False}
     if row["tool"] != tool:
         raise ToolError("This idempotency key was already used for another action")
     result = dict(row["result"])

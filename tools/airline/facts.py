@@ -64,6 +64,10 @@ class FactsSource(Protocol):
         """Return write events, oldest first."""
         ...
 
+    def fetch_window(self, *, user_id: str, conversation_id: str | None) -> dict[str, Any]:
+        """Return the customer's money movements in the last 24 h and in this conversation."""
+        ...
+
 
 # --------------------------------------------------------------------------- defaults
 
@@ -111,9 +115,25 @@ def _reservation_defaults(reservation_id: str = "") -> dict[str, Any]:
     }
 
 
+def _window_defaults() -> dict[str, Any]:
+    return {
+        "charged_usd_24h": 0.0,
+        "refunded_usd_24h": 0.0,
+        "charged_usd_conversation": 0.0,
+        "refunded_usd_conversation": 0.0,
+        "certificates_24h": 0,
+        "certificates_usd_24h": 0.0,
+        "certificates_conversation": 0,
+        "certificates_usd_conversation": 0.0,
+        "bookings_24h": 0,
+        "passengers_booked_24h": 0,
+    }
+
+
 def default_facts() -> dict[str, Any]:
     """Return a facts dict with every section present and neutral values."""
     return {
+        "window": _window_defaults(),
         "tool": "",
         "known_tool": False,
         "write": False,
@@ -251,6 +271,7 @@ def compute_facts(
     *,
     user_id: str | None,
     conversation: Mapping[str, Any] | None,
+    conversation_id: str | None = None,
 ) -> dict[str, Any]:
     """Compute everything a CEL guardrail may need about one tool call.
 
@@ -261,6 +282,10 @@ def compute_facts(
         user_id: The authenticated customer from the runtime context, never the model's word.
         conversation: What the graph derived from the user's own messages:
             ``user_asked_compensation``, ``cancel_reason``, ``user_ids_mentioned``.
+        conversation_id: The conversation (thread) the call comes from, for the ``window``
+            facts: money charged, refunded or issued to the customer in the last 24 h and in
+            this conversation, before this call (read from the ledger, so a request split
+            into several calls adds up to the same sums).
 
     Returns:
         The facts dict; see :func:`default_facts` for every field.
@@ -289,6 +314,9 @@ def compute_facts(
 
     user_doc = backend.fetch_user(user_id) if user_id else None
     facts["user"] = _user_facts(user_id or "", user_doc)
+    if user_doc is not None and user_id:
+        facts["window"] = {**_window_defaults(),
+                           **backend.fetch_window(user_id=user_id, conversation_id=conversation_id)}
     fields = spec.args_schema.model_fields if spec is not None else {}
     args_user = _s(raw, "user_id")
     facts["args_user_id"] = args_user

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from graph.domain import describe_validation_error
+from tools.airline import pricing
 from tools.airline.errors import ToolError
 
 __all__ = [
@@ -56,6 +57,25 @@ Day = Annotated[str, Field(pattern=_DATE, description="Date in the format 'YYYY-
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 
 
+def _cents(value: Any) -> Any:
+    """Round a money amount to cents exactly as the backend does (``pricing.money``).
+
+    Conditions then see the amount that will be written: 199.995 is 200.00 for the policy
+    too, not a float just under a threshold. NaN and infinities are refused here.
+    """
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    if not isinstance(value, int | float | str):
+        return value  # pydantic reports the type error
+    try:
+        return float(pricing.money(value))
+    except ToolError:
+        raise ValueError("must be a finite number") from None
+
+
+Money = Annotated[float, BeforeValidator(_cents), Field(allow_inf_nan=False)]
+
+
 class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -81,7 +101,7 @@ class Payment(_Args):
     payment_id: Id = Field(
         description="A payment method id from the user's profile, such as 'credit_card_7815826'."
     )
-    amount: float = Field(gt=0, description="Amount in USD to charge to this payment method.")
+    amount: Money = Field(gt=0, description="Amount in USD to charge to this payment method.")
 
 
 class GetUserDetailsArgs(_Args):
@@ -202,7 +222,7 @@ class SendCertificateArgs(_Args):
     """Arguments of ``send_certificate``."""
 
     user_id: Id = Field(description="The user id, such as 'sara_doe_496'.")
-    amount: float = Field(gt=0, le=10000, description="Certificate amount in USD.")
+    amount: Money = Field(gt=0, le=10000, description="Certificate amount in USD.")
 
 
 @dataclass(frozen=True, kw_only=True)
