@@ -179,8 +179,8 @@ class Domain(Protocol):
         ...
 
     @property
-    def pii_fields(self) -> frozenset[str]:
-        """Return the argument names whose placeholders code may resolve to real values."""
+    def pii_fields(self) -> Mapping[str, str]:
+        """Return the argument names whose placeholders code may resolve, with each one's PII type."""
         ...
 
     @property

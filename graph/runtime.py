@@ -22,6 +22,7 @@ from nodes.audit import AuditLog
 from nodes.guardrails.idempotency import IdempotencyStore
 from nodes.guardrails.outcomes import OutcomeStore
 from nodes.guardrails.resilience import BreakerRegistry
+from nodes.guards.vault import PlaceholderTypeError
 from nodes.metrics import watch_breakers
 
 __all__ = ["AirlockServices", "AirlockSettings", "build_pipeline", "checkpoint_serde", "expand_env"]
@@ -96,27 +97,37 @@ class AirlockServices:
             return None
         return self.vault_store.for_thread(thread_id)
 
-    def resolve_placeholders(self, value: Any, thread_id: str | None, *, fields: frozenset[str]) -> Any:
+    def resolve_placeholders(self, value: Any, thread_id: str | None, *, fields: Mapping[str, str]) -> Any:
         """Restore the thread's real values for placeholders, only in the argument ``fields`` that carry PII.
 
         Restricting it to declared fields (passenger names, dates of birth) keeps a placeholder
         the model puts anywhere else (a flight number, a reservation id) from being turned
-        back into the customer's e-mail and echoed in an error message.
+        back into the customer's e-mail and echoed in an error message; and each field takes
+        placeholders of its own PII type only (``fields`` maps a field to it).
+
+        Raises:
+            PlaceholderTypeError: A placeholder of another type, or an unknown one, in a field
+                (the message names the field path and placeholders, no values).
         """
         vault = self.vault_for(thread_id)
         if vault is None or not fields:
             return value
 
-        def walk(node: Any, key: str | None) -> Any:
+        def walk(node: Any, key: str | None, path: str) -> Any:
             if isinstance(node, str):
-                return vault.resolve(node) if key in fields and "<" in node else node
+                if key is None or key not in fields or "<" not in node:
+                    return node
+                try:
+                    return vault.resolve(node, entity_type=fields[key])
+                except PlaceholderTypeError as exc:
+                    raise PlaceholderTypeError(f"{path}: {exc}") from None
             if isinstance(node, Mapping):
-                return {k: walk(v, k) for k, v in node.items()}
+                return {k: walk(v, k, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
             if isinstance(node, list | tuple):
-                return [walk(v, key) for v in node]
+                return [walk(v, key, f"{path}.{i}") for i, v in enumerate(node)]
             return node
 
-        return walk(value, None)
+        return walk(value, None, "")
 
     def redact(self, value: Any) -> Any:
         """Mask PII in a JSON-like value before it is audited or shown to a reviewer."""
@@ -209,7 +220,7 @@ class AirlockServices:
             services = cls(
                 settings=settings, pool=pool, policy=policy, domain=domain,
                 audit=AuditLog(pool=pool), idempotency=IdempotencyStore(pool=pool), outcomes=OutcomeStore(pool=pool),
-                breakers=BreakerRegistry(), model=model or _default_model(settings),
+                breakers=BreakerRegistry(pool=pool), model=model or _default_model(settings),
                 input_pipeline=build_pipeline(policy.guards.input),
                 output_pipeline=build_pipeline(policy.guards.output) if policy.guards.output else None,
                 tool_result_pipeline=(

@@ -39,6 +39,7 @@ from nodes.guardrails.idempotency import IdempotencyStore, IdempotencyTimeoutErr
 from nodes.guardrails.outcomes import OutcomeStore
 from nodes.guardrails.resilience import BreakerRegistry, ResilientCaller, ServiceUnavailableError
 from nodes.guardrails.stated import ask_stated_facts
+from nodes.guards.vault import PlaceholderTypeError
 from nodes.metrics import record_tool
 
 __all__ = ["ReviewDecision", "Reviewer", "ToolGuard", "ToolOutcome"]
@@ -263,7 +264,13 @@ class ToolGuard:
             )
         shown_args = dict(raw_args)  # what the model sent: placeholders, never vault values
         if self._resolve is not None:
-            raw_args = self._resolve(dict(raw_args), thread_id)
+            try:
+                raw_args = self._resolve(dict(raw_args), thread_id)
+            except PlaceholderTypeError as exc:  # e.g. a date of birth put in a name
+                return self._finish(
+                    "invalid", {"status": "invalid", "error": f"invalid arguments: {exc}"},
+                    thread_id, actor, name, base, self._redact(shown_args),
+                )
         try:
             args = spec.args_schema.model_validate(dict(raw_args)).model_dump(mode="json")
         except ValidationError as exc:

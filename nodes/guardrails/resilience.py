@@ -8,15 +8,19 @@ the backend answered, the request was wrong.
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
 from tenacity import (
     RetryError,
     Retrying,
@@ -33,11 +37,14 @@ __all__ = [
     "BreakerRegistry",
     "BreakerState",
     "CircuitBreaker",
+    "INFRASTRUCTURE_ERRORS",
     "ResilientCaller",
     "ServiceUnavailableError",
+    "is_infrastructure_failure",
 ]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class BreakerState(StrEnum):
@@ -60,79 +67,227 @@ class _AttemptTimeoutError(TimeoutError):
     """One attempt exceeded the per-attempt timeout (retried)."""
 
 
+#: What counts against a breaker: the service could not be reached or did not answer in time.
+#: Timeouts (the per-attempt timeout included), refused or dropped connections, Postgres
+#: operational errors (server gone, pool exhausted, statement timeout) and the backend's own
+#: "unavailable". Everything else (a TypeError in a tool, a domain refusal) is a bug or a
+#: wrong request, not an outage, and never opens the breaker.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    ConnectionError,
+    psycopg.OperationalError,
+    PoolTimeout,
+    ServiceUnavailableError,
+)
+
+
+def is_infrastructure_failure(error: BaseException) -> bool:
+    """Return whether ``error`` (or an error it was explicitly raised from) is an outage."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, INFRASTRUCTURE_ERRORS):
+            return True
+        seen.add(id(current))
+        current = current.__cause__  # `raise X from Y` only: a bug while handling is still a bug
+    return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Record:
+    """One breaker's state; times are seconds on the breaker's clock."""
+
+    state: BreakerState = BreakerState.CLOSED
+    outcomes: tuple[bool, ...] = ()
+    open_until: float = 0.0
+    probe_until: float = 0.0  # lease of the half-open probe; 0 when none is in flight
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Rules:
+    threshold: float
+    window: int
+    min_calls: int
+    cooldown: float
+
+    def visible(self, rec: _Record, now: float) -> BreakerState:
+        if rec.state is BreakerState.OPEN and now >= rec.open_until:
+            return BreakerState.HALF_OPEN
+        return rec.state
+
+    def admit(self, rec: _Record, now: float) -> tuple[_Record, str]:
+        """Return the new record and "" when a call may go, else why it may not."""
+        if rec.state is BreakerState.OPEN:
+            if now < rec.open_until:
+                return rec, "circuit open"
+            rec = replace(rec, state=BreakerState.HALF_OPEN, probe_until=0.0)
+        if rec.state is BreakerState.HALF_OPEN:
+            if rec.probe_until > now:
+                return rec, "circuit half-open; probe in flight"
+            # One probe; its lease lets another process probe if this one dies mid-call.
+            return replace(rec, probe_until=now + max(self.cooldown, 1.0)), ""
+        return rec, ""
+
+    def apply(self, rec: _Record, now: float, outcome: bool | None) -> _Record:
+        """Return the record after an attempt: True ok, False outage, None not counted."""
+        if rec.state is BreakerState.HALF_OPEN:
+            if outcome is None:
+                return replace(rec, probe_until=0.0)  # not an outage: let the next call probe
+            if outcome:
+                return _Record()
+            return _Record(state=BreakerState.OPEN, open_until=now + self.cooldown)
+        if rec.state is BreakerState.OPEN or outcome is None:
+            return rec  # a call admitted before the breaker opened, or a bug: not counted
+        outcomes = (*rec.outcomes, outcome)[-self.window:]
+        failures = outcomes.count(False)
+        if len(outcomes) >= self.min_calls and failures / len(outcomes) >= self.threshold:
+            return _Record(state=BreakerState.OPEN, open_until=now + self.cooldown)
+        return replace(rec, outcomes=outcomes)
+
+
+class _MemoryStore:
+    """Breaker state in this process only (tests and tools without a database)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._rec = _Record()
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def read(self) -> tuple[_Record, float]:
+        with self._lock:
+            return self._rec, self._clock()
+
+    def update(self, change: Callable[[_Record, float], tuple[_Record, T]]) -> T:
+        with self._lock:
+            self._rec, result = change(self._rec, self._clock())
+            return result
+
+
+_SELECT = "SELECT state, outcomes, open_until, probe_until, {now} AS now FROM circuit_breakers WHERE name = %s"
+_DB_NOW = "extract(epoch FROM clock_timestamp())::float8"
+
+
+class _PostgresStore:
+    """Breaker state in ``circuit_breakers`` (migration 006), shared by every process.
+
+    Each change runs in one transaction holding the row lock (``SELECT … FOR UPDATE``), so
+    the window, the cool-down and the single half-open probe hold across processes. Times
+    are on the database's clock unless a clock is injected, so hosts need not agree.
+    """
+
+    def __init__(self, pool: ConnectionPool, name: str, clock: Callable[[], float] | None) -> None:
+        self._pool, self._name, self._clock = pool, name, clock
+        with pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO circuit_breakers (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,)
+            )
+
+    def _row(self, conn: Any, *, lock: bool) -> tuple[_Record, float]:
+        now_sql = "%s::float8" if self._clock is not None else _DB_NOW
+        query = _SELECT.format(now=now_sql) + (" FOR UPDATE" if lock else "")
+        params = (self._clock(), self._name) if self._clock is not None else (self._name,)
+        row = conn.execute(query, params).fetchone()
+        if row is None:  # the row is created with the breaker; a wiped table starts closed
+            conn.execute(
+                "INSERT INTO circuit_breakers (name) VALUES (%s) ON CONFLICT DO NOTHING", (self._name,)
+            )
+            return self._row(conn, lock=lock)
+        rec = _Record(
+            state=BreakerState(row["state"]), outcomes=tuple(row["outcomes"]),
+            open_until=float(row["open_until"]), probe_until=float(row["probe_until"]),
+        )
+        return rec, float(row["now"])
+
+    def read(self) -> tuple[_Record, float]:
+        with self._pool.connection() as conn:
+            return self._row(conn, lock=False)
+
+    def update(self, change: Callable[[_Record, float], tuple[_Record, T]]) -> T:
+        with self._pool.connection() as conn, conn.transaction():
+            rec, now = self._row(conn, lock=True)
+            new, result = change(rec, now)
+            if new != rec:
+                conn.execute(
+                    "UPDATE circuit_breakers SET state = %s, outcomes = %s, open_until = %s, "
+                    "probe_until = %s, updated_at = now() WHERE name = %s",
+                    (new.state.value, list(new.outcomes), new.open_until, new.probe_until,
+                     self._name),
+                )
+            return result
+
+
 class CircuitBreaker:
     """A failure-ratio breaker over a sliding window of recent attempts.
 
     Opens when at least ``min_calls`` attempts are in the window and the failure ratio
     reaches ``threshold``; after ``cooldown`` seconds one half-open probe is let
-    through: success closes the breaker, failure opens it again.
+    through: success closes the breaker, an outage opens it again. Only infrastructure
+    failures count (see :data:`INFRASTRUCTURE_ERRORS`); a bug neither opens nor closes it.
+    With a ``pool`` the state lives in Postgres and is shared by every process (one row per
+    ``name``); without one it is this process's own.
     """
 
     def __init__(
         self, *, threshold: float, window: int, min_calls: int, cooldown: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None, pool: ConnectionPool | None = None,
+        name: str = "",
     ) -> None:
-        self._threshold, self._min_calls, self._cooldown = threshold, min_calls, cooldown
-        self._outcomes: deque[bool] = deque(maxlen=window)
-        self._state = BreakerState.CLOSED
-        self._opened_at = 0.0
-        self._probe_in_flight = False
-        self._clock = clock
-        self._lock = threading.Lock()
+        self._rules = _Rules(threshold=threshold, window=window, min_calls=min_calls, cooldown=cooldown)
+        self._store: _MemoryStore | _PostgresStore = (
+            _PostgresStore(pool, name, clock) if pool is not None
+            else _MemoryStore(clock or time.monotonic)
+        )
 
     @property
     def state(self) -> BreakerState:
         """Return the current state (OPEN turns HALF_OPEN once the cool-down passed)."""
-        with self._lock:
-            if self._state is BreakerState.OPEN and self._clock() - self._opened_at >= self._cooldown:
-                return BreakerState.HALF_OPEN
-            return self._state
+        rec, now = self._store.read()
+        return self._rules.visible(rec, now)
 
     def before_call(self) -> None:
-        """Raise :class:`BreakerOpenError` unless a call may go through now."""
-        with self._lock:
-            if self._state is BreakerState.OPEN:
-                if self._clock() - self._opened_at < self._cooldown:
-                    raise BreakerOpenError("circuit open")
-                self._state = BreakerState.HALF_OPEN
-                self._probe_in_flight = False
-            if self._state is BreakerState.HALF_OPEN:
-                if self._probe_in_flight:
-                    raise BreakerOpenError("circuit half-open; probe in flight")
-                self._probe_in_flight = True
+        """Raise :class:`BreakerOpenError` unless a call may go through now.
 
-    def record(self, success: bool) -> None:
-        """Record an attempt's outcome and move between states."""
-        with self._lock:
-            if self._state is BreakerState.HALF_OPEN:
-                self._probe_in_flight = False
-                if success:
-                    self._state = BreakerState.CLOSED
-                    self._outcomes.clear()
-                else:
-                    self._trip()
-                return
-            self._outcomes.append(success)
-            failures = self._outcomes.count(False)
-            if (
-                len(self._outcomes) >= self._min_calls
-                and failures / len(self._outcomes) >= self._threshold
-            ):
-                self._trip()
+        If the shared state cannot be read, the call is refused (fail closed).
+        """
+        try:
+            reason = self._store.update(self._rules.admit)
+        except psycopg.Error as exc:
+            raise BreakerOpenError("circuit state unavailable") from exc
+        if reason:
+            raise BreakerOpenError(reason)
 
-    def _trip(self) -> None:
-        self._state = BreakerState.OPEN
-        self._opened_at = self._clock()
-        self._outcomes.clear()
+    def record(self, success: bool, *, error: BaseException | None = None) -> None:
+        """Record an attempt's outcome and move between states.
+
+        A failure counts only when it is an infrastructure failure. The error is ``error``
+        or, when called from an ``except`` block without one, the exception being handled;
+        ``record(False)`` outside any ``except`` counts as an outage.
+        """
+        outcome: bool | None = True
+        if not success:
+            failure = error if error is not None else sys.exc_info()[1]
+            outcome = False if failure is None or is_infrastructure_failure(failure) else None
+        try:
+            self._store.update(lambda rec, now: (self._rules.apply(rec, now, outcome), None))
+        except psycopg.Error:
+            # Never turn the call's own result into a failure because bookkeeping failed.
+            log.warning("could not record a circuit breaker outcome", exc_info=True)
 
 
 class BreakerRegistry:
-    """One breaker per service name, created from the policy on first use."""
+    """One breaker per service name, created from the policy on first use.
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    With a ``pool`` every breaker is shared through Postgres by all processes on that
+    database: the window of outcomes, the open state and its cool-down, and the single
+    half-open probe. Without one, breakers are per process.
+    """
+
+    def __init__(
+        self, *, clock: Callable[[], float] | None = None, pool: ConnectionPool | None = None
+    ) -> None:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._lock = threading.Lock()
-        self._clock = clock
+        self._clock, self._pool = clock, pool
 
     def get(self, name: str, config: ResilienceGuardrail) -> CircuitBreaker:
         """Return the breaker for ``name``."""
@@ -142,12 +297,33 @@ class BreakerRegistry:
                 breaker = CircuitBreaker(
                     threshold=config.breaker_threshold, window=config.breaker_window,
                     min_calls=config.breaker_min_calls, cooldown=config.cooldown, clock=self._clock,
+                    pool=self._pool, name=name,
                 )
                 self._breakers[name] = breaker
             return breaker
 
     def states(self) -> dict[str, str]:
-        """Return every breaker's state, for metrics and the UI."""
+        """Return every breaker's state, for metrics and the UI (all shared ones with a pool)."""
+        if self._pool is not None:
+            rules = _Rules(threshold=1.0, window=1, min_calls=1, cooldown=0.0)
+            now_sql = "%s::float8" if self._clock is not None else _DB_NOW
+            params = (self._clock(),) if self._clock is not None else ()
+            try:
+                with self._pool.connection() as conn:
+                    rows: list[Any] = conn.execute(
+                        f"SELECT name, state, open_until, {now_sql} AS now FROM circuit_breakers "
+                        "ORDER BY name", params,
+                    ).fetchall()
+            except psycopg.Error:  # a closed pool or an unreachable server: nothing to report
+                log.debug("circuit breaker states unavailable", exc_info=True)
+                return {}
+            return {
+                r["name"]: rules.visible(
+                    _Record(state=BreakerState(r["state"]), open_until=float(r["open_until"])),
+                    float(r["now"]),
+                ).value
+                for r in rows
+            }
         with self._lock:
             items = list(self._breakers.items())
         return {name: b.state.value for name, b in items}

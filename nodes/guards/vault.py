@@ -58,6 +58,7 @@ __all__ = [
     "KEY_FILE_ENV_VAR",
     "PLACEHOLDER_RE",
     "InMemoryVault",
+    "PlaceholderTypeError",
     "PiiVault",
     "Vault",
     "VaultError",
@@ -106,6 +107,14 @@ class VaultError(AirlockError, RuntimeError):
 
 class VaultKeyError(VaultError):
     """Raised for a missing, malformed, unsafe or wrong vault key (never shows the key)."""
+
+
+class PlaceholderTypeError(AirlockError, ValueError):
+    """A placeholder cannot fill a field: it is of another PII type, or not in the vault.
+
+    The message names placeholders and types only, never a stored value, so it can go back
+    to the model as an invalid-arguments result.
+    """
 
 
 # -- keys ------------------------------------------------------------------------------
@@ -287,8 +296,12 @@ class Vault(Protocol):
         """Return the original value of ``placeholder``, or None if unknown."""
         ...
 
-    def resolve(self, text: str) -> str:
-        """Return ``text`` with every known placeholder replaced by its value."""
+    def resolve(self, text: str, *, entity_type: str | None = None) -> str:
+        """Return ``text`` with every known placeholder replaced by its value.
+
+        With ``entity_type``, every placeholder must be of that type and known, else
+        :class:`PlaceholderTypeError`.
+        """
         ...
 
     def entries(self) -> list[tuple[str, str]]:
@@ -302,23 +315,42 @@ class _ResolveMixin:
     def _get_many(self, placeholders: Iterable[str]) -> dict[str, str]:
         raise NotImplementedError
 
-    def resolve(self, text: str) -> str:
+    def resolve(self, text: str, *, entity_type: str | None = None) -> str:
         """Return ``text`` with every known placeholder replaced by its original value.
 
-        Unknown placeholders (another thread's, or made up by the model) stay as they are.
+        Without ``entity_type`` (free text such as a reply), unknown placeholders (another
+        thread's, or made up by the model) stay as they are. With it (a typed field such as a
+        passenger's first name), a placeholder of any other type, or one this thread's vault
+        does not hold, is refused: a date of birth never becomes a name, and a made-up
+        ``<PERSON_7>`` is never written as one. A placeholder's type is the one in its name,
+        which the vault wrote from the entity type it stored the value under.
 
         Args:
             text: Text that may contain placeholders, e.g. a tool argument.
+            entity_type: The PII type the field holds, e.g. ``PERSON``.
 
         Returns:
             The text with the user's values restored.
+
+        Raises:
+            PlaceholderTypeError: With ``entity_type``, for a placeholder of another type or
+                an unknown one.
         """
         if not text or "<" not in text:
             return text
-        wanted = {m.group(0) for m in PLACEHOLDER_RE.finditer(text)}
-        if not wanted:
+        found = {m.group(0): m.group(1) for m in PLACEHOLDER_RE.finditer(text)}
+        if not found:
             return text
+        if entity_type is not None:
+            wrong = sorted(p for p, kind in found.items() if kind != entity_type)
+            if wrong:
+                kinds = ", ".join(f"{p} is {found[p]}" for p in wrong)
+                raise PlaceholderTypeError(f"this field takes {entity_type} only ({kinds})")
+        wanted = set(found)
         values = self._get_many(wanted)
+        if entity_type is not None and len(values) != len(wanted):
+            unknown = ", ".join(sorted(wanted - set(values)))
+            raise PlaceholderTypeError(f"unknown placeholder {unknown}")
         if not values:
             return text
         return PLACEHOLDER_RE.sub(lambda m: values.get(m.group(0), m.group(0)), text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from psycopg_pool import ConnectionPool
@@ -21,8 +22,11 @@ class AirlineDomain:
     """Adapter from :class:`AirlineBackend` to the graph's ``Domain`` protocol."""
 
     error_type: type[Exception] = ToolError
-    # Passenger details are the only arguments that may carry the customer's own PII.
-    pii_fields: frozenset[str] = frozenset({"first_name", "last_name", "dob"})
+    # Passenger details are the only arguments that may carry the customer's own PII, each of
+    # one type: a placeholder of another type (a date of birth in a name) is refused.
+    pii_fields: Mapping[str, str] = MappingProxyType(
+        {"first_name": "PERSON", "last_name": "PERSON", "dob": "DATE_OF_BIRTH"}
+    )
 
     def __init__(self, *, backend: AirlineBackend) -> None:
         self.backend = backend

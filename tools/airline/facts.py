@@ -187,6 +187,11 @@ def default_facts() -> dict[str, Any]:
             "all_exist": False,
             "all_available": False,
             "connected": False,
+            "dates_ordered": False,
+            "times_ordered": False,
+            "missing_flight": "",
+            "disconnected_at": "",
+            "out_of_order_at": "",
             "flown_segments_changed": False,
         },
         "booking": {
@@ -211,6 +216,11 @@ def default_facts() -> dict[str, Any]:
             "all_available": False,
             "trip_type": "",
             "connected": False,
+            "dates_ordered": False,
+            "times_ordered": False,
+            "missing_flight": "",
+            "disconnected_at": "",
+            "out_of_order_at": "",
             "itinerary_matches": False,
         },
         "bags": {
@@ -620,7 +630,7 @@ def _book(ctx: _Ctx, facts: dict[str, Any]) -> None:
         nonfree_matches=nonfree == expected and _i(raw, "nonfree_baggages", -1) >= 0,
         all_exist=all_exist,
         trip_type=pricing.trip_type_of(legs),
-        connected=_connected(legs),
+        **_sequence(flights, refs, legs),
         itinerary_matches=all_exist
         and _connected(legs)
         and _matches_endpoints(
@@ -704,7 +714,7 @@ def _update_flights(ctx: _Ctx, facts: dict[str, Any]) -> None:
             pricing.segment_status(ctx.flights, *k) for k in new_keys
         ),
         "all_available": False,
-        "connected": _connected(new_legs),
+        **_sequence(ctx.flights, refs, new_legs),
         "flown_segments_changed": any(k not in new_keys for k in flown_keys),
     }
     if not (refs_ok and refs):
@@ -857,6 +867,68 @@ def _leg(flights: Mapping[str, Mapping[str, Any]], ref: pricing.FlightRef) -> di
         "date": ref.date,
         "origin": str(doc.get("origin", "")),
         "destination": str(doc.get("destination", "")),
+        "departure": str(doc.get("scheduled_departure_time_est", "")),
+        "arrival": str(doc.get("scheduled_arrival_time_est", "")),
+    }
+
+
+def _at(day: str, clock: str) -> datetime | None:
+    """Return ``day`` at ``clock``, or None when either is malformed.
+
+    ``clock`` is ``HH:MM:SS``; a ``+1`` suffix (how the data writes arrivals after midnight)
+    means the next day.
+    """
+    try:
+        moment = datetime.strptime(f"{day} {clock.replace('+1', '')}", "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+    return moment + timedelta(days=1) if "+1" in clock else moment
+
+
+def _sequence(
+    flights: Mapping[str, Mapping[str, Any]],
+    refs: Sequence[pricing.FlightRef],
+    legs: Sequence[Mapping[str, str]],
+) -> dict[str, Any]:
+    """Return whether the legs, in the order given, form one trip a passenger can fly.
+
+    Each leg must fly on its date, leave from where the previous leg landed, on a date not
+    before the previous leg's, and no earlier than the previous leg arrives (``+1`` arrivals
+    land the next day, as in ``search_onestop_flight``). A round trip is the same chain: the
+    outbound half ends where the return half starts, and the policy checks it ends at the origin.
+    The ``*_at`` texts name the first problem for the customer (flight numbers, airports, times).
+    """
+    missing = next(
+        (f"{r.flight_number} on {r.date}" for r in refs
+         if not pricing.segment_status(flights, r.flight_number, r.date)),
+        "",
+    )
+    disconnected = dates_bad = times_bad = ""
+    for prev, leg in zip(legs, legs[1:], strict=False):
+        if not disconnected and prev["destination"] != leg["origin"]:
+            disconnected = (
+                f"{prev['flight_number']} lands at {prev['destination'] or '?'} but "
+                f"{leg['flight_number']} leaves from {leg['origin'] or '?'}"
+            )
+        if not dates_bad and leg["date"] < prev["date"]:
+            dates_bad = (
+                f"{leg['flight_number']} on {leg['date']} is before "
+                f"{prev['flight_number']} on {prev['date']}"
+            )
+        landed, leaves = _at(prev["date"], prev["arrival"]), _at(leg["date"], leg["departure"])
+        if not times_bad and (landed is None or leaves is None or leaves < landed):
+            times_bad = (
+                f"{leg['flight_number']} leaves at {leaves or '?'}, before "
+                f"{prev['flight_number']} lands at {landed or '?'}"
+            )
+    known = bool(legs) and not missing
+    return {
+        "connected": known and _connected(legs),
+        "dates_ordered": known and not dates_bad,
+        "times_ordered": known and not dates_bad and not times_bad,
+        "missing_flight": missing,
+        "disconnected_at": disconnected,
+        "out_of_order_at": dates_bad or times_bad,
     }
 
 
