@@ -18,7 +18,7 @@ from langgraph.types import Command
 from graph.builder import build_graph
 from graph.context import AirlockContext
 from graph.errors import AirlockError
-from graph.reviews import REVIEWER_ROLE, StaleReviewError, sign_decision, sweeper_id
+from graph.reviews import REVIEWER_ROLE, StaleReviewError, signed_resume, sweeper_id
 from graph.runtime import AirlockServices
 from nodes.guardrails.canonical import InvalidArgumentsError, canonical_text, text_problem
 from nodes.guardrails.confirm import parse_confirmation_text
@@ -357,18 +357,13 @@ class AirlockApp:
             decision["message"] = message
         if action == "edit":
             decision["edited_action"] = {"name": row["tool"], "args": args}
-        signature = sign_decision(
-            self.services.extras["review_key"], thread_id=thread_id,
-            call_id=str(row["payload"].get("tool_call_id", "")), escalation_id=row["escalation_id"],
-            decision=decision, reviewer=reviewer,
-        )
+        resume = signed_resume(self.services.extras["review_key"], row=row, decision=decision, reviewer=reviewer)
         before = len(self.messages(thread_id))
         owner = self.thread_owner(thread_id) or row.get("user_id")
         status = final_status or {"approve": "approved", "edit": "edited", "reject": "rejected"}[action]
         try:
             result = self._invoke(
-                Command(resume={interrupt_id: {"decisions": [decision], "reviewer": reviewer,
-                                               "signature": signature}}),
+                Command(resume={interrupt_id: resume}),
                 thread_id, AirlockContext(user_id=owner, actor=reviewer, roles=roles), before,
             )
         except Exception:
