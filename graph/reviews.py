@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from langgraph._internal._constants import CONFIG_KEY_CHECKPOINT_NS, CONFIG_KEY_SCRATCHPAD
 from langgraph.config import get_config
 from langgraph.errors import GraphInterrupt
 from langgraph.runtime import get_runtime
-from langgraph.types import interrupt
+from langgraph.types import _interrupt_id, interrupt
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
@@ -35,6 +36,7 @@ from graph.errors import AirlockError
 from graph.identity import resolve_identity
 from graph.policy import Escalation, Policy
 from nodes.audit import AuditLog
+from nodes.guardrails.confirm import call_hash
 from nodes.tool_guard import ReviewDecision
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "REVIEWER_ROLE",
     "load_secret",
     "sign_decision",
+    "signed_resume",
     "EscalationReviewer",
     "InputReviewer",
     "await_review",
@@ -66,20 +69,58 @@ def load_secret(pool: ConnectionPool, name: str = "review_signing_key") -> bytes
     return bytes(row["value"])  # type: ignore[call-overload,index]
 
 
-def _signed_body(thread_id: str | None, call_id: str, escalation_id: str, decision: Mapping[str, Any],
-                 reviewer: str) -> bytes:
+def _signed_body(thread_id: str | None, interrupt_id: str, call_digest: str, escalation_id: str,
+                 decision: Mapping[str, Any], reviewer: str) -> bytes:
     return json.dumps(
-        {"thread": thread_id, "call": call_id, "escalation": escalation_id, "decision": decision,
-         "reviewer": reviewer},
+        {"thread": thread_id, "interrupt": interrupt_id, "call_hash": call_digest, "escalation": escalation_id,
+         "decision": decision, "reviewer": reviewer},
         sort_keys=True, separators=(",", ":"), default=str,
     ).encode()
 
 
-def sign_decision(key: bytes, *, thread_id: str | None, call_id: str, escalation_id: str,
-                  decision: Mapping[str, Any], reviewer: str) -> str:
-    """Sign a reviewer decision for one escalation of one call in one thread."""
-    body = _signed_body(thread_id, call_id, escalation_id, decision, reviewer)
+def sign_decision(key: bytes, *, thread_id: str | None, interrupt_id: str, call_digest: str,
+                  escalation_id: str, decision: Mapping[str, Any], reviewer: str) -> str:
+    """Sign a reviewer decision for one interrupt of one thread, about one exact call.
+
+    The model chooses tool-call ids, so the signature never relies on one: it binds the
+    thread, the interrupt the reviewer answered (a sibling case has its own) and the hash
+    of the exact call (tool, canonical arguments and quote, see ``call_hash``), so an
+    approval cannot be replayed on another case, nor on the same case once its arguments
+    or figures changed.
+    """
+    body = _signed_body(thread_id, interrupt_id, call_digest, escalation_id, decision, reviewer)
     return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def signed_resume(key: bytes, *, row: Mapping[str, Any], decision: Mapping[str, Any],
+                  reviewer: str) -> dict[str, Any]:
+    """Return the resume value for the case in ``row`` (a ``reviews`` row), signed for it alone."""
+    payload = row.get("payload") or {}
+    signature = sign_decision(
+        key, thread_id=row["thread_id"], interrupt_id=str(row["interrupt_id"]),
+        call_digest=str(payload.get("call_hash", "")), escalation_id=str(row["escalation_id"]),
+        decision=decision, reviewer=reviewer,
+    )
+    return {"decisions": [dict(decision)], "reviewer": reviewer, "signature": signature}
+
+
+def _answered_interrupt_id(answer: object) -> str | None:
+    """Return the id of the interrupt that ``answer`` (just returned by ``interrupt()``) answered.
+
+    LangGraph numbers a task's interrupts by how many answers it already holds and derives
+    each id from the task's namespace and that number (``langgraph.types._interrupt_id``);
+    the answer's position in the task's resume list is that number. None outside a run.
+    """
+    try:
+        conf = get_config()["configurable"]
+        scratchpad, namespace = conf[CONFIG_KEY_SCRATCHPAD], conf[CONFIG_KEY_CHECKPOINT_NS]
+    except (KeyError, RuntimeError):
+        return None
+    resume = list(getattr(scratchpad, "resume", None) or [])
+    for index in range(len(resume) - 1, -1, -1):
+        if resume[index] is answer:
+            return str(_interrupt_id(namespace, index))
+    return None
 
 
 class StaleReviewError(AirlockError, RuntimeError):
@@ -317,6 +358,7 @@ class EscalationReviewer:
         if case is None:
             return None
         due = datetime.now(UTC) + timedelta(seconds=case.timeout)
+        digest = call_hash(tool, args, facts)
         payload: dict[str, Any] = {
             "action_requests": [{"name": tool, "args": self._redact(args), "description": case.description}],
             "review_configs": [{"action_name": tool, "allowed_decisions": case.allowed}],
@@ -331,7 +373,8 @@ class EscalationReviewer:
             payload["result"] = self._redact(result)
         return await_review(
             store=self._store, audit=self._audit, signing_key=self._key, payload=payload, tool=tool,
-            allowed=case.allowed, thread_id=thread_id, call_id=call_id, escalation_id=case.escalation_id,
+            allowed=case.allowed, thread_id=thread_id, call_id=call_id, call_digest=digest,
+            escalation_id=case.escalation_id,
             assignee=case.assignee, phase=phase, timeout=case.timeout, timeout_action=case.timeout_action,
             actor=actor, requested={"due_at": due.isoformat(), "args": self._redact(args), "phase": phase},
             redact=self._redact,
@@ -340,8 +383,8 @@ class EscalationReviewer:
 
 def await_review(
     *, store: ReviewStore, audit: AuditLog, signing_key: bytes, payload: dict[str, Any], tool: str,
-    allowed: Sequence[str], thread_id: str | None, call_id: str, escalation_id: str, assignee: str, phase: str,
-    timeout: float, timeout_action: str, actor: str, requested: Mapping[str, Any],
+    allowed: Sequence[str], thread_id: str | None, call_id: str, call_digest: str, escalation_id: str,
+    assignee: str, phase: str, timeout: float, timeout_action: str, actor: str, requested: Mapping[str, Any],
     redact: Callable[[Any], Any] = lambda v: v,
 ) -> ReviewDecision:
     """Pause in ``interrupt()`` until a signed reviewer decision arrives; record and audit the case.
@@ -349,8 +392,11 @@ def await_review(
     The ``reviews`` row is written when the interrupt is raised (its id is known then); a
     decision counts only when the application signed it (after checking the reviewer's role),
     and the signature travels inside the resume value, so replays of the node stay valid.
-    Anything else is refused, audited, and asked again.
+    The signature must be for this thread, the very interrupt it answers and ``call_digest``
+    (the hash of the exact call, recomputed on every run of the node, also published in the
+    payload as ``call_hash``). Anything else is refused, audited, and asked again.
     """
+    payload = {**payload, "call_hash": call_digest}
     notice = ""
     while True:
         try:
@@ -373,10 +419,11 @@ def await_review(
         decision = parse_review_resume(raw, tool=tool, allowed=allowed)
         signature = raw.get("signature") if isinstance(raw, Mapping) else None
         if isinstance(decision, ReviewDecision) and isinstance(signature, str):
-            expected = sign_decision(signing_key, thread_id=thread_id, call_id=call_id,
-                                     escalation_id=escalation_id, decision=raw["decisions"][0],
-                                     reviewer=decision.reviewer)
-            if hmac.compare_digest(signature, expected):
+            answered = _answered_interrupt_id(raw)
+            expected = sign_decision(signing_key, thread_id=thread_id, interrupt_id=answered or "",
+                                     call_digest=call_digest, escalation_id=escalation_id,
+                                     decision=raw["decisions"][0], reviewer=decision.reviewer)
+            if answered is not None and hmac.compare_digest(signature, expected):
                 if not store.was_decided(thread_id, call_id, escalation_id, signature):
                     audit.append(
                         "escalation.decided", actor=decision.reviewer, thread_id=thread_id, tool=tool,
@@ -385,7 +432,8 @@ def await_review(
                                  "reviewer": decision.reviewer},
                     )
                 return decision
-        reason = decision if isinstance(decision, str) else "the decision is not signed by the application"
+        reason = decision if isinstance(decision, str) else (
+            "the decision is not signed by the application for this case and this exact request")
         audit.append(
             "escalation.refused", actor=_context().actor or "unknown", thread_id=thread_id, tool=tool,
             payload={"escalation": escalation_id, "reason": reason},
@@ -436,7 +484,8 @@ class InputReviewer:
         }
         decision = await_review(
             store=self._store, audit=self._audit, signing_key=self._key, payload=payload, tool="deliver_message",
-            allowed=["approve", "reject"], thread_id=thread_id, call_id=message_id, escalation_id=escalation_id,
+            allowed=["approve", "reject"], thread_id=thread_id, call_id=message_id,
+            call_digest=call_hash("deliver_message", {"text": text}, {}), escalation_id=escalation_id,
             assignee=self._assignee, phase="input", timeout=self._timeout, timeout_action="reject", actor=actor,
             requested={"reasons": reasons},
         )

@@ -18,8 +18,9 @@ from langgraph.types import Command
 from graph.builder import build_graph
 from graph.context import AirlockContext
 from graph.errors import AirlockError
-from graph.reviews import REVIEWER_ROLE, StaleReviewError, sign_decision, sweeper_id
+from graph.reviews import REVIEWER_ROLE, StaleReviewError, signed_resume, sweeper_id
 from graph.runtime import AirlockServices
+from nodes.guardrails.canonical import InvalidArgumentsError, canonical_text, text_problem
 from nodes.guardrails.confirm import parse_confirmation_text
 from nodes.guardrails.stated import parse_choice_text
 
@@ -33,6 +34,9 @@ __all__ = [
 ]
 
 RECURSION_LIMIT = 80
+# A hard cap on one customer message, for storage sanity; the policy's input guards (e.g. the
+# prefilter's length rule) apply their own, stricter limits inside the graph.
+MAX_MESSAGE_CHARS = 100_000
 
 
 class NotAllowedError(AirlockError, PermissionError):
@@ -50,13 +54,19 @@ class PendingInterrupt:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TurnResult:
-    """What a turn produced, for a UI."""
+    """What a turn produced, for a UI.
+
+    Attributes:
+        invalid: Why the caller's input was refused before it reached the graph (empty when it
+            was accepted); the thread is then exactly as it was.
+    """
 
     thread_id: str
     messages: list[AnyMessage]
     pending: list[PendingInterrupt] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
     notice: str = ""
+    invalid: str = ""
 
     @property
     def reply(self) -> str:
@@ -65,6 +75,11 @@ class TurnResult:
             if isinstance(message, AIMessage) and message.content and not message.tool_calls:
                 return str(message.content)
         return ""
+
+
+def _clean_id(value: object) -> bool:
+    """Return True for a short string a database key or a hash can be."""
+    return isinstance(value, str) and 0 < len(value) <= 200 and text_problem(value) is None
 
 
 def _kind(value: Any) -> str:
@@ -127,6 +142,9 @@ class AirlockApp:
         return None if row is None else str(row["user_id"])  # type: ignore[call-overload,index]
 
     def _own(self, thread_id: str, user_id: str) -> None:
+        if not _clean_id(thread_id) or not _clean_id(user_id):
+            # Not a key any thread can have (the database would refuse NUL bytes, surrogates).
+            raise NotAllowedError("unknown conversation; start a new one")
         owner = self.thread_owner(thread_id)
         if owner is None:
             # Threads are created by new_thread; an unknown id (or one made elsewhere, e.g.
@@ -207,7 +225,8 @@ class AirlockApp:
             if row["interrupt_id"] not in live:
                 store.mark_stale(row["review_id"])
 
-    def _result(self, thread_id: str, before: int, notice: str = "", *, snapshot: Any = None) -> TurnResult:
+    def _result(self, thread_id: str, before: int, notice: str = "", *, snapshot: Any = None,
+                invalid: str = "") -> TurnResult:
         snapshot = snapshot if snapshot is not None else self._snapshot(thread_id)
         messages = list(snapshot.values.get("messages", []))
         return TurnResult(
@@ -216,7 +235,14 @@ class AirlockApp:
             pending=self._pending_of(snapshot),
             decisions=list(snapshot.values.get("decisions", [])),
             notice=notice,
+            invalid=invalid,
         )
+
+    def _refuse(self, thread_id: str, reason: str) -> TurnResult:
+        """Return the thread unchanged with the reason the caller's input was refused."""
+        snapshot = self._snapshot(thread_id)
+        return self._result(thread_id, len(snapshot.values.get("messages", [])), f"Not sent: {reason}.",
+                            snapshot=snapshot, invalid=reason)
 
     def view(self, *, thread_id: str, user_id: str) -> TurnResult:
         """Return a customer's whole thread (messages, decisions, pending gates) from one snapshot."""
@@ -225,8 +251,16 @@ class AirlockApp:
 
     # -- customer actions -----------------------------------------------------------------
     def send(self, *, thread_id: str, user_id: str, text: str) -> TurnResult:
-        """Send a customer message; a yes/no reply to a pending confirm gate resumes it."""
+        """Send a customer message; a yes/no reply to a pending confirm gate resumes it.
+
+        Text that is not a string, or holds NUL bytes, other control characters or lone
+        surrogates, is refused with ``invalid`` set and nothing sent; accepted text is NFC.
+        """
         self._own(thread_id, user_id)
+        try:
+            text = canonical_text(text, max_length=MAX_MESSAGE_CHARS, what="the message")
+        except InvalidArgumentsError as exc:
+            return self._refuse(thread_id, exc.reason)
         snapshot = self._snapshot(thread_id)
         pending = self._pending_of(snapshot)
         before = len(snapshot.values.get("messages", []))
@@ -345,11 +379,16 @@ class AirlockApp:
         The interrupt id names the exact gate the customer was shown (a changed call raises a
         new gate with a new id); the answer carries that gate's hash, or the hash the UI
         rendered, and the graph executes only when it equals the hash of the call it is about
-        to make.
+        to make. A malformed answer (an unknown action, a hash or interrupt id that is not a
+        clean string) is refused with ``invalid`` set and the gate left waiting.
         """
         self._own(thread_id, user_id)
-        if action not in ("confirm", "cancel"):
-            raise ValueError("action must be 'confirm' or 'cancel'")
+        if not isinstance(action, str) or action not in ("confirm", "cancel"):
+            return self._refuse(thread_id, "the answer must be 'confirm' or 'cancel'")
+        if not _clean_id(interrupt_id):
+            return self._refuse(thread_id, "the confirmation names no valid request")
+        if args_hash is not None and not _clean_id(args_hash):
+            return self._refuse(thread_id, "the confirmation's hash must be a plain string")
         snapshot = self._snapshot(thread_id)
         gate = next((p for p in self._pending_of(snapshot) if p.id == interrupt_id), None)
         if gate is None or gate.kind != "confirm":
@@ -426,18 +465,13 @@ class AirlockApp:
             decision["message"] = message
         if action == "edit":
             decision["edited_action"] = {"name": row["tool"], "args": args}
-        signature = sign_decision(
-            self.services.extras["review_key"], thread_id=thread_id,
-            call_id=str(row["payload"].get("tool_call_id", "")), escalation_id=row["escalation_id"],
-            decision=decision, reviewer=reviewer,
-        )
+        resume = signed_resume(self.services.extras["review_key"], row=row, decision=decision, reviewer=reviewer)
         before = len(self.messages(thread_id))
         owner = self.thread_owner(thread_id) or row.get("user_id")
         status = final_status or {"approve": "approved", "edit": "edited", "reject": "rejected"}[action]
         try:
             result = self._invoke(
-                Command(resume={interrupt_id: {"decisions": [decision], "reviewer": reviewer,
-                                               "signature": signature}}),
+                Command(resume={interrupt_id: resume}),
                 thread_id, AirlockContext(user_id=owner, actor=reviewer, roles=roles), before,
             )
         except Exception:

@@ -34,6 +34,7 @@ from graph.policy import (
 )
 from graph.state import ToolTask
 from nodes.audit import AuditLog
+from nodes.guardrails.canonical import InvalidArgumentsError, canonical_arguments
 from nodes.guardrails.confirm import call_hash, parse_confirm_resume
 from nodes.guardrails.idempotency import IdempotencyStore, IdempotencyTimeoutError, idempotency_key, write_key
 from nodes.guardrails.outcomes import OutcomeStore
@@ -257,6 +258,11 @@ class ToolGuard:
         """Apply the chain to one call (pure reads until the first interrupt)."""
         spec = self._domain.tools.get(name)
         base: dict[str, Any] = {"tool": name, "tool_call_id": call_id}
+        try:  # canonical arguments before anything reads them (not even the audit)
+            raw_args = canonical_arguments(raw_args)
+        except InvalidArgumentsError as exc:
+            return self._finish("invalid", {"status": "invalid", "error": f"invalid arguments: {exc.reason}"},
+                                thread_id, actor, name, base, {})
         if spec is None:
             return self._finish(
                 "invalid", {"status": "invalid", "error": f"unknown tool {name!r}"},
