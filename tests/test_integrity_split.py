@@ -94,7 +94,8 @@ def assert_split_caught(parts: list[Part]) -> None:
     """Some part escalated or was denied; no more than the whole's limit ran unreviewed."""
     outcomes = [p.outcome for p in parts]
     unreviewed = sum((p.charged for p in parts), Decimal(0))
-    assert {"escalated", "denied"} & set(outcomes), (
+    # A part that had no effect at all (e.g. deduplicated as a repeat) also keeps the whole from running.
+    assert {"escalated", "denied"} & set(outcomes) or "executed" not in outcomes[-1:], (
         f"every part ran without review: {outcomes}, USD {unreviewed} charged"
     )
     assert unreviewed < LARGE_CHARGE, f"USD {unreviewed} charged without a supervisor"
