@@ -372,8 +372,12 @@ def test_two_hundred_confirmations_released_at_once_in_threads(database_url):
     box: list[list[dict[str, Any]]] = []
     with HeldLock(database_url, RES_ROW_LOCK, (RES,)) as held:
         # Gates open (reads are not blocked); the confirmed writes pile up on the row lock.
-        worker = threading.Thread(target=lambda: box.append(_race_round(database_url, plans)))
+        ready, go = threading.Barrier(2), threading.Event()
+        worker = threading.Thread(
+            target=lambda: box.append(_race_round(database_url, plans, ready=ready, go=go)))
         worker.start()
+        ready.wait()  # every gate is open (the deadline below covers only the release)
+        go.set()
         wait_until(lambda: len(lock_waiters(database_url, exclude=[held.pid])) >= 5 or not worker.is_alive(),
                    "confirmed writes wait on the reservation")
     worker.join()
