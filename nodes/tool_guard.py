@@ -60,6 +60,10 @@ _UNKNOWN = {
 }
 
 
+def _binding(state: str, thread_id: str | None, call_id: str) -> str:
+    return f"{state}|{thread_id or ''}|{call_id}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _PreVerdict:
     """The first pre-tool check that fired (or allow / none)."""
@@ -122,7 +126,8 @@ class _Authorisation:
             raise StaleDecisionError(f"review {case or 'none'} now applies", facts=facts)
         if guard._confirm_needed(tool, variables) != self._confirm_needed:
             raise StaleDecisionError("confirmation requirement changed", facts=facts)
-        if self._digest and call_hash(tool, args, facts, state_token) != self._digest:
+        bound = _binding(state_token, self._thread_id, self._call_id)
+        if self._digest and call_hash(tool, args, facts, bound) != self._digest:
             raise StaleDecisionError("the amount or the booking changed", facts=facts)
 
     def record(self, cursor: Any, result: Mapping[str, Any]) -> None:
@@ -405,7 +410,7 @@ class ToolGuard:
             key = f"{name}:call:{thread_id}:{call_id}"
         if key is not None:
             prefix = f"{request}@" if request else None
-            unsettled = self._settle_unknown(key, prefix, ttl)
+            unsettled = self._settle_unknown(key, prefix, ttl, pre_state)
             if unsettled is not None:
                 return self._finish("unknown", unsettled, thread_id, actor, name, base, audit_args,
                                     event="tool.unknown")
@@ -448,7 +453,9 @@ class ToolGuard:
         # 4. confirm gate
         confirm: ConfirmGuardrail | None = self._policy.guardrail(name, ConfirmGuardrail)
         needed = self._confirm_needed(name, variables)
-        digest = call_hash(name, args, facts, pre_state)
+        # Consent binds this thread's call (its id is the graph's, unique in the thread) and
+        # the state version it was priced on: it cannot confirm a sibling or a later call.
+        digest = call_hash(name, args, facts, _binding(pre_state, thread_id, call_id))
         confirmed_by: str | None = None
         if needed and confirm is not None:
             answer = self._confirm_gate(
@@ -563,7 +570,7 @@ class ToolGuard:
         return self._review_after(name, args, facts, content, thread_id, actor, call_id, again,
                                   outcome)
 
-    def _settle_unknown(self, key: str, prefix: str | None, ttl: float) -> dict[str, Any] | None:
+    def _settle_unknown(self, key: str, prefix: str | None, ttl: float, state: str) -> dict[str, Any] | None:
         """Reconcile earlier attempts of this request whose outcome is unknown; None once all are settled."""
         for row in self._idem.unsettled(key=key, prefix=prefix):
             try:
@@ -574,8 +581,8 @@ class ToolGuard:
             if done is not None and prefix is not None:
                 clean = {k: v for k, v in done.items() if not k.startswith("_")}
                 # The late write is the latest completion of the request: a retry on the state it
-                # left behind is a duplicate of it, not a new request.
-                self._idem.remember(prefix.rstrip("@"), {**clean, "_post_state": ""}, ttl=ttl)
+                # left behind (the state now) is a duplicate of it, not a new request.
+                self._idem.remember(prefix.rstrip("@"), {**clean, "_post_state": state}, ttl=ttl)
         return None
 
     def _settle_attempt(
