@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from tenacity import (
     RetryError,
     Retrying,
-    retry_if_not_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential_jitter,
 )
@@ -355,8 +355,8 @@ class ResilientCaller:
         except self._non_retryable:
             self._breaker.record(True)  # the service answered; the request was refused
             raise
-        except Exception:
-            self._breaker.record(False)
+        except Exception as exc:
+            self._breaker.record(False, error=exc)  # only outages count; a bug neither way
             raise
         self._breaker.record(True)
         return value
@@ -367,7 +367,11 @@ class ResilientCaller:
         retrying = Retrying(
             stop=stop_after_attempt(cfg.retries + 1),
             wait=wait_exponential_jitter(multiplier=cfg.backoff, max=cfg.max_backoff, jitter=cfg.backoff),
-            retry=retry_if_not_exception_type((BreakerOpenError, *self._non_retryable)),
+            # Only outages are retried: a refused request or a bug would fail the same way again
+            # (and is reported as itself, not as "the service is unavailable").
+            retry=retry_if_exception(
+                lambda e: is_infrastructure_failure(e) and not isinstance(e, (BreakerOpenError, *self._non_retryable))
+            ),
             reraise=False,
         )
         try:
