@@ -228,8 +228,10 @@ def test_two_sibling_gates_of_one_turn_confirmed_together(database_url):
                 by_call[m.tool_call_id] = m
         attempts = []
         calls = next(m for m in app.messages(thread) if getattr(m, "tool_calls", None)).tool_calls
-        for call, gate in zip(calls, sorted(gates, key=lambda g: g.value["tool_call_id"]), strict=True):
-            assert gate.value["tool_call_id"] == call["id"]
+        gate_of = {g.value["tool_call_id"]: g for g in gates}
+        assert sorted(gate_of) == sorted(c["id"] for c in calls)
+        for call in calls:
+            gate = gate_of[call["id"]]
             msg = by_call.get(call["id"])
             attempt = Attempt(thread_id=thread, plan={"name": call["name"], "args": call["args"]}, gate=gate,
                               result=app.view(thread_id=thread, user_id=USER))
@@ -292,6 +294,9 @@ def _race_round(database_url: str, plans: dict[int, list[dict[str, Any]]],
             user = _user_of(plans[n])
             thread = app.new_thread(user_id=user)
             result = app.send(thread_id=thread, user_id=user, text=_text(n, plans[n]))
+            for question in [p for p in result.pending if p.kind == "question"]:
+                # The system asks whether the customer wants compensation; the attacker says yes.
+                result = app.answer_question(thread_id=thread, user_id=user, interrupt_id=question.id, value="yes")
             gates = [p for p in result.pending if p.kind == "confirm"]
             if gates:
                 opened.append(Attempt(thread_id=thread, plan=plans[n][0], gate=gates[0]))
@@ -370,6 +375,9 @@ def test_two_hundred_confirmations_released_at_once_in_threads(database_url):
     """
     plans = _race_plans(210)
     box: list[list[dict[str, Any]]] = []
+    # Set the database up first: the checkpointer's CREATE INDEX CONCURRENTLY would wait for the
+    # held lock's transaction, and nothing would ever open.
+    _set_up(database_url)
     with HeldLock(database_url, RES_ROW_LOCK, (RES,)) as held:
         # Gates open (reads are not blocked); the confirmed writes pile up on the row lock.
         ready, go = threading.Barrier(2), threading.Event()
@@ -387,6 +395,15 @@ def test_two_hundred_confirmations_released_at_once_in_threads(database_url):
     _check_race(database_url, rounds)
 
 
+def _set_up(database_url: str) -> None:
+    """Migrate and set the checkpointer up (an app does) before the test holds any lock."""
+    services = make_services(database_url)
+    try:
+        make_app(services)
+    finally:
+        services.close()
+
+
 def _process_round(database_url: str, offset: int, n: int, ready, go, out) -> None:
     out.put(_race_round(database_url, _race_plans(n, offset), ready=ready, go=go))
 
@@ -398,6 +415,7 @@ def test_two_hundred_confirmations_released_at_once_in_processes(database_url):
     n_proc, per_proc = 4, 52
     ready, go = ctx.Barrier(n_proc + 1), ctx.Event()
     out = ctx.Queue()
+    _set_up(database_url)  # before any lock is held (see above)
     procs = [ctx.Process(target=_process_round, args=(database_url, i * per_proc, per_proc, ready, go, out))
              for i in range(n_proc)]
     for p in procs:

@@ -29,7 +29,7 @@ __all__ = ["CANCEL_REASONS", "FactsSource", "compute_facts", "default_facts"]
 CANCEL_REASONS = ("change_of_plan", "airline_cancelled", "health", "weather", "other")
 INSURED_REASONS = frozenset({"health", "weather"})
 ELIGIBLE_MEMBERSHIPS = frozenset({"silver", "gold"})
-_DIRECTION_TEXT = {"charge": "charged to", "refund": "refunded to", "none": "no charge on"}
+_DIRECTION_TEXT = {"charge": "charged to", "refund": "refunded to", "credit": "issued to", "none": "no charge on"}
 CANCELLED_COMPENSATION_USD = 100
 DELAYED_COMPENSATION_USD = 50
 
@@ -314,7 +314,8 @@ def compute_facts(
 
     user_doc = backend.fetch_user(user_id) if user_id else None
     facts["user"] = _user_facts(user_id or "", user_doc)
-    if user_doc is not None and user_id:
+    if user_doc is not None and user_id and spec is not None and spec.write:
+        # Window facts are for limits on writes; reads do not pay for the ledger queries.
         facts["window"] = {**_window_defaults(),
                            **backend.fetch_window(user_id=user_id, conversation_id=conversation_id)}
     fields = spec.args_schema.model_fields if spec is not None else {}
@@ -778,6 +779,12 @@ def _send_certificate(ctx: _Ctx, facts: dict[str, Any]) -> None:
         amount = 0.0
     cert = facts["certificate"]
     cert["amount"] = amount
+    if amount > 0:
+        # The value the customer receives: what the confirm gate shows and its hash binds.
+        facts["quote"] = {
+            **_quote_defaults(), "amount_usd": amount, "direction": "credit", "direction_text": "issued to",
+            "amount_text": f"{amount:.2f}", "summary": f"A travel certificate of USD {amount:.2f} will be issued.",
+        }
     if ctx.user is None:
         return
     member = ctx.membership in ELIGIBLE_MEMBERSHIPS
