@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from tests.helpers import (
     ledger_rows,
     make_app,
     make_services,
+    policy_copy,
     reservation_doc,
     summarise,
     tool_payloads,
@@ -147,17 +147,6 @@ def test_after_a_crash_between_commit_and_checkpoint_the_customer_is_told_what_w
         services.close()
 
 
-def _policy_without_retries(tmp_path: Path) -> Path:
-    data = yaml.safe_load(POLICY_PATH.read_text())
-    for chain in data["tools"].values():
-        for guard in chain:
-            if guard["type"] == "guardrail.resilience":
-                guard.update(timeout="200ms", retries=0)
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
 class _SlowDomain(AirlineDomain):
     """The first write waits for the test's go-ahead: a backend slower than the policy's timeout."""
 
@@ -185,7 +174,8 @@ def test_a_timed_out_write_is_fenced_and_its_late_attempt_changes_nothing(databa
         holder["d"] = _SlowDomain(backend=AirlineDomain.from_pool(pool=pool).backend)
         return holder["d"]
 
-    services = make_services(database_url, policy=_policy_without_retries(tmp_path), domain_factory=factory)
+    policy = policy_copy(tmp_path, timeout="200ms", retries=0)
+    services = make_services(database_url, policy=policy, domain_factory=factory)
     domain = holder["d"]
     try:
         calls = iter(range(100))
