@@ -36,8 +36,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from graph.reviews import REVIEWER_ROLE
 from tests.helpers import (
+    CARD,
+    RES,
+    USER,
     HeldLock,
     audit_types,
     bags_plan,
@@ -72,6 +74,7 @@ REVIEW_FREEZES = {
     "audit-chain": f"SELECT pg_advisory_lock({AUDIT_CHAIN_LOCK})",
     **AFTER_COMMIT,
 }
+REVIEWER = "reviewer"
 EXECUTED = {"captured", "refunded", "completed", "issued"}
 
 WORKER = r"""
@@ -380,6 +383,79 @@ def test_kill_9_at_random_points_of_confirmed_writes(database_url, tmp_path):
         assert stats["kill-before-commit"] and stats["kill-after-commit"], stats
         assert stats["killed-executed"] and stats["killed-not-executed"], stats
         assert stats["recovered"] and stats["checkpoint-landed"], stats
+    finally:
+        fleet.close()
+        services.close()
+
+
+def _review_row(services: Any, thread: str) -> dict[str, Any]:
+    rows = services.reviews.find(thread_id=thread, status=None)
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_kill_9_while_a_reviewer_decision_is_applied(database_url, tmp_path):
+    """A reviewer's decide call SIGKILLed while it applies: the case is never hidden, decided once.
+
+    A USD 2,000 bag charge escalates to a supervisor. The worker deciding it is killed while it
+    waits on the case's row, the audit chain or the checkpoint tables. Afterwards the case is in
+    the inbox again (its holder is dead: no 5-minute lease) or its decision already took effect,
+    and a second decision, from a fresh process, applies exactly once.
+    """
+    rng = random.Random(SEED + 1)
+    policy = policy_copy(tmp_path, wait_timeout="1h")
+    services = make_services(database_url, policy=policy)
+    plans: dict[int, list[dict[str, Any]]] = {}
+    app, _ = make_app(services, model=reactive_model(plans))
+    fleet = Fleet(database_url, policy, tmp_path)
+    freezer = Freezer(database_url)
+    stats: Counter[str] = Counter()
+    try:
+        for n in range(1, REVIEW_ITERATIONS + 1):
+            plans[n] = [bags_plan(41, 40, res=RES, payment=CARD)]  # 40 paid bags: USD 2,000
+            thread = app.new_thread(user_id=USER)
+            opened = app.send(thread_id=thread, user_id=USER, text=f"add 40 bags to {RES}, request r{n}")
+            assert [p.kind for p in opened.pending] == ["review"], (n, opened.notice)
+            case = _review_row(services, thread)
+            point = rng.choice(sorted(REVIEW_FREEZES))
+            action = rng.choice(["approve", "reject"])
+            where = f"review iteration {n} ({point}, {action}, seed {SEED + 1})"
+            finished = freezer.run(fleet.current, REVIEW_FREEZES[point], {"review": case["review_id"]},
+                                   sever=rng.random() < 0.5, op="decide", review=case["review_id"],
+                                   reviewer="sam", action=action)
+            stats["not-blocked" if finished else "killed"] += 1
+            stats[f"freeze:{point}"] += 1
+
+            # Never hidden: in the inbox again, or its decision took effect with the checkpoint.
+            row = _review_row(services, thread)
+            inbox = {r["review_id"] for r in app.list_reviews(roles=[REVIEWER, "supervisor"])}
+            live = {p.id for p in app.pending(thread)}
+            assert row["status"] != "deciding", f"{where}: the case is held by a dead process: {row}"
+            if case["interrupt_id"] in live:
+                assert row["status"] == "pending" and case["review_id"] in inbox, (where, row)
+                stats["pending-again"] += 1
+            else:
+                assert case["review_id"] not in inbox, (where, row)
+                stats["decided-at-kill"] += 1
+
+            # A second decision, from a fresh process, applies exactly once.
+            fresh = fleet.next()
+            second = fresh.call(f"{where}: the second decision answered", op="decide",
+                                review=case["review_id"], reviewer="kim", action=action)
+            decided = audit_types(services, thread).count("escalation.decided")
+            assert decided == 1, (where, decided, second)
+            if case["interrupt_id"] in live:
+                assert "error" not in second, (where, second)
+            else:
+                assert "StaleReviewError" in second.get("error", ""), (where, second)
+            kinds = [p.kind for p in app.pending(thread)]
+            assert kinds == (["confirm"] if action == "approve" else []), (where, kinds)
+            assert _review_row(services, thread)["status"] not in ("pending", "deciding"), where
+            assert _count(services, "SELECT count(*) AS n FROM payments_ledger WHERE conversation_id = %s",
+                          thread) == 0, where
+        print(f"\nreview kill loop (seed {SEED + 1}): {dict(sorted(stats.items()))}")
+        assert stats["killed"] >= REVIEW_ITERATIONS * 0.8, stats
+        assert stats["pending-again"], stats
     finally:
         fleet.close()
         services.close()
