@@ -271,26 +271,38 @@ def _targets(services: Any) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+def _doc(services: Any, reservation_id: str) -> dict[str, Any]:
+    with services.pool.connection() as conn:
+        row = conn.execute("SELECT doc FROM airline_reservations WHERE reservation_id = %s",
+                           (reservation_id,)).fetchone()
+    return dict(row["doc"])
+
+
 def _one_more_paid_bag(services: Any, target: dict[str, Any]) -> dict[str, Any]:
     """Return a bag update adding exactly one paid bag to the reservation as it is now."""
-    with services.pool.connection() as conn:
-        doc = conn.execute("SELECT doc FROM airline_reservations WHERE reservation_id = %s",
-                           (target["reservation_id"],)).fetchone()["doc"]
-    free = pricing.free_bags_per_passenger(target["membership"], target["cabin"])
+    doc = _doc(services, target["reservation_id"])
+    free = pricing.free_bags_per_passenger(target["membership"], doc["cabin"])
     nonfree = max(doc["nonfree_baggages"], doc["total_baggages"] - free) + 1
     return bags_plan(nonfree + free, nonfree, res=target["reservation_id"], payment=target["card"])
+
+
+def _cabin_change(services: Any, target: dict[str, Any]) -> dict[str, Any]:
+    """Return a flight change keeping the flights and switching economy <-> business (a charge or a refund)."""
+    doc = _doc(services, target["reservation_id"])
+    return {"name": "update_reservation_flights", "args": {
+        "reservation_id": target["reservation_id"], "cabin": "business" if doc["cabin"] == "economy" else "economy",
+        "flights": [{"flight_number": f["flight_number"], "date": f["date"]} for f in doc["flights"]],
+        "payment_id": target["card"]}}
+
+
+def _state(services: Any, reservation_id: str) -> tuple[str, int]:
+    doc = _doc(services, reservation_id)
+    return doc["cabin"], int(doc["nonfree_baggages"])
 
 
 def _count(services: Any, sql: str, *params: Any) -> int:
     with services.pool.connection() as conn:
         return int(conn.execute(sql, params).fetchone()["n"])
-
-
-def _nonfree(services: Any, reservation_id: str) -> int:
-    with services.pool.connection() as conn:
-        row = conn.execute("SELECT doc FROM airline_reservations WHERE reservation_id = %s",
-                           (reservation_id,)).fetchone()
-    return int(row["doc"]["nonfree_baggages"])
 
 
 def _status(content: str) -> str:
@@ -312,17 +324,34 @@ def test_kill_9_at_random_points_of_confirmed_writes(database_url, tmp_path):
     freezer = Freezer(database_url)
     targets = _targets(services)
     assert len(targets) >= 8
+    changed: set[str] = set()
     stats: Counter[str] = Counter()
     try:
         for n in range(1, ITERATIONS + 1):
             target = rng.choice(targets)
             user, res = target["user_id"], target["reservation_id"]
-            plans[n] = [_one_more_paid_bag(services, target)]
-            nonfree_before = _nonfree(services, res)
-            thread = app.new_thread(user_id=user)
-            opened = app.send(thread_id=thread, user_id=user, text=f"add a bag to {res}, request r{n}")
+            before = _state(services, res)
+            # A flight change (the cabin, same flights) once per reservation, if the policy allows
+            # it there (a second switch back would repeat an idempotency key); else one more paid bag.
+            kind = "cabin" if res not in changed and rng.random() < 0.3 else "bags"
+            opened = None
+            if kind == "cabin":
+                changed.add(res)
+                plans[n] = [_cabin_change(services, target)]
+                thread = app.new_thread(user_id=user)
+                opened = app.send(thread_id=thread, user_id=user, text=f"change the cabin of {res}, request r{n}")
+                if [p.kind for p in opened.pending] != ["confirm"]:
+                    kind, opened = "bags", None  # refused by the policy here (e.g. a flown segment)
+            if opened is None:
+                plans[n] = [_one_more_paid_bag(services, target)]
+                thread = app.new_thread(user_id=user)
+                opened = app.send(thread_id=thread, user_id=user, text=f"add a bag to {res}, request r{n}")
+                assert opened.pending[0].value["amount_usd"] == 50.0, (n, opened.notice, opened.pending)
             gate = opened.pending[0]
-            assert gate.kind == "confirm" and gate.value["amount_usd"] == 50.0, (n, opened.notice, gate)
+            assert gate.kind == "confirm", (n, opened.notice, gate)
+            after = ((plans[n][0]["args"]["cabin"], before[1]) if kind == "cabin"
+                     else (before[0], plans[n][0]["args"]["nonfree_baggages"]))
+            stats[f"write:{kind}"] += 1
 
             phase = rng.choice(["before", "after"])
             # checkpoint_writes twice: only there is the run stopped between the commit and the
@@ -333,7 +362,7 @@ def test_kill_9_at_random_points_of_confirmed_writes(database_url, tmp_path):
             sever = rng.random() < 0.5
             finished = freezer.run(fleet.current, statement, {"res": res, "user": user}, sever=sever, op="confirm",
                                    thread=thread, user=user, gate=gate.id, plans={n: plans[n]})
-            where = f"iteration {n} ({point}, seed {SEED})"
+            where = f"iteration {n} ({kind}, {point}, seed {SEED})"
             executed_at_kill = _count(services, "SELECT count(*) AS n FROM tool_outcomes WHERE thread_id = %s",
                                       thread) > 0
             stats[f"freeze:{point}"] += 1
@@ -354,7 +383,7 @@ def test_kill_9_at_random_points_of_confirmed_writes(database_url, tmp_path):
             stats["executed" if expected else "not-executed"] += 1
             assert ledger == outcomes == expected, (where, action, ledger, outcomes, out)
             assert events.count("tool.executed") == expected, (where, events)
-            assert _nonfree(services, res) == nonfree_before + expected, where
+            assert _state(services, res) == (after if expected else before), where
 
             told = [*out["resumed"]["tool"], out["resumed"]["reply"], *out.get("declined", {}).get("tool", []),
                     out.get("declined", {}).get("reply", "")]
@@ -383,6 +412,7 @@ def test_kill_9_at_random_points_of_confirmed_writes(database_url, tmp_path):
         assert stats["kill-before-commit"] and stats["kill-after-commit"], stats
         assert stats["killed-executed"] and stats["killed-not-executed"], stats
         assert stats["recovered"] and stats["checkpoint-landed"], stats
+        assert stats["write:cabin"] and stats["write:bags"], stats
     finally:
         fleet.close()
         services.close()
