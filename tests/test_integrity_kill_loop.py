@@ -498,3 +498,37 @@ def test_kill_9_while_a_reviewer_decision_is_applied(database_url, tmp_path):
     finally:
         fleet.close()
         services.close()
+
+
+def test_a_case_held_by_a_decider_on_another_host_keeps_its_lease(database_url):
+    """A live decider elsewhere is not robbed of its case; after the lease, the case is back."""
+    from graph.reviews import StaleReviewError
+    from nodes.guardrails.idempotency import this_holder
+
+    services = make_services(database_url)
+    try:
+        app, _ = make_app(services, model=reactive_model({1: [bags_plan(41, 40, res=RES, payment=CARD)]}))
+        thread = app.new_thread(user_id=USER)
+        assert [p.kind for p in app.send(thread_id=thread, user_id=USER, text=f"40 bags on {RES}, request r1").pending
+                ] == ["review"]
+        case = _review_row(services, thread)
+        roles = [REVIEWER, "supervisor"]
+
+        def held_by(holder: str, age_s: int) -> None:
+            with services.pool.connection() as conn:
+                conn.execute("UPDATE reviews SET status = 'deciding', claimed_by = 'ann', holder = %s,"
+                             " claimed_at = now() - make_interval(secs => %s) WHERE review_id = %s",
+                             (holder, age_s, case["review_id"]))
+
+        for holder in ("airlock-other-host.example:4242:1", this_holder()):  # elsewhere; this live process
+            held_by(holder, 60)
+            assert case["review_id"] not in {r["review_id"] for r in app.list_reviews(roles=roles)}
+            with pytest.raises(StaleReviewError):
+                app.decide_review(review_id=case["review_id"], reviewer="kim", roles=roles, action="reject")
+        held_by("airlock-other-host.example:4242:1", 301)  # past the lease: presumed dead
+        assert case["review_id"] in {r["review_id"] for r in app.list_reviews(roles=roles)}
+        assert "escalation.reopened" in audit_types(services, thread)
+        done = app.decide_review(review_id=case["review_id"], reviewer="kim", roles=roles, action="reject")
+        assert done.pending == [] and _review_row(services, thread)["status"] == "rejected"
+    finally:
+        services.close()
