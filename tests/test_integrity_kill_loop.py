@@ -4,9 +4,12 @@ A long-lived worker process (its own app on the shared test database) confirms a
 applies a reviewer's decision while the test holds a Postgres lock on the worker's path: a
 row lock the write takes before it commits, the audit chain's advisory lock, the idempotency
 table, or the checkpoint tables the run writes after the commit. Once the worker's backend
-waits on that lock (pg_stat_activity, a real condition), the worker is SIGKILLed, the lock
-released, and the next worker (a fresh process, spawned in advance) resumes the thread as the
-customer or the reviewer would. After every kill:
+waits on that lock (pg_stat_activity, a real condition), the worker is SIGKILLed, its database
+sessions either terminated too (the host died) or left to finish the statement they had sent
+(only the process died), the lock released, and the next worker (a fresh process, spawned in
+advance) resumes the thread as the customer or the reviewer would. The writes are bag charges
+and flight changes (a cabin switch: a charge or a refund); the seed is AIRLOCK_KILL_SEED.
+After every kill:
 
 - at most one execution (ledger rows of the conversation, tool outcomes, reservation state);
 - the customer is told the truth (an executed write is reported, never re-asked or declined;
