@@ -37,6 +37,7 @@ from graph.identity import resolve_identity
 from graph.policy import Escalation, Policy
 from nodes.audit import AuditLog
 from nodes.guardrails.confirm import call_hash
+from nodes.guardrails.idempotency import holder_alive, this_holder
 from nodes.tool_guard import ReviewDecision
 
 __all__ = [
@@ -161,10 +162,18 @@ class _Case:
 
 
 class ReviewStore:
-    """The ``reviews`` table."""
+    """The ``reviews`` table.
 
-    def __init__(self, *, pool: ConnectionPool) -> None:
+    A claim for deciding records its holder process (``this_holder``). A case left 'deciding'
+    by a process that died is reopened by ``recover_abandoned`` (the inbox, ``claim`` and the
+    sweeper call it): at once when the holder ran on this host and is gone, after ``lease``
+    seconds otherwise.
+    """
+
+    def __init__(self, *, pool: ConnectionPool, lease: float = 300.0) -> None:
         self._pool = pool
+        self._lease = lease
+        self._holder = this_holder()
 
     def record_pending(
         self, *, thread_id: str, interrupt_id: str, user_id: str | None, assignee: str, tool: str,
@@ -193,7 +202,12 @@ class ReviewStore:
     def find(
         self, *, assignees: Sequence[str] | None = None, status: str | None = "pending",
              thread_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        """List reviews, oldest due first."""
+        """List reviews, oldest due first.
+
+        A read only: a case abandoned by a dead decider is reopened by ``recover_abandoned``,
+        which the application's inbox calls first (it alone can see whether the dead
+        decider's decision reached the checkpoint).
+        """
         where: list[str] = []
         params: list[Any] = []
         if status is not None:
@@ -212,11 +226,12 @@ class ReviewStore:
 
     def claim(self, review_id: str, *, by: str) -> dict[str, Any]:
         """Atomically take a pending review for deciding; raise StaleReviewError otherwise."""
+        self.recover_abandoned(review_id)
         with self._pool.connection() as conn:
             row = conn.execute(
-                "UPDATE reviews SET status = 'deciding', claimed_by = %s, claimed_at = now()"
+                "UPDATE reviews SET status = 'deciding', claimed_by = %s, claimed_at = now(), holder = %s"
                 " WHERE review_id = %s AND status = 'pending' RETURNING *",
-                (by, review_id),
+                (by, self._holder, review_id),
             ).fetchone()
             if row is None:
                 current = conn.execute(
@@ -235,11 +250,11 @@ class ReviewStore:
         """Take expired pending reviews; SKIP LOCKED keeps concurrent sweepers apart."""
         with self._pool.connection() as conn:
             rows = conn.execute(
-                "UPDATE reviews SET status = 'deciding', claimed_by = %s, claimed_at = now()"
+                "UPDATE reviews SET status = 'deciding', claimed_by = %s, claimed_at = now(), holder = %s"
                 " WHERE review_id IN (SELECT review_id FROM reviews WHERE status = 'pending'"
                 "   AND due_at <= now() ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED)"
                 " RETURNING *",
-                (by, limit),
+                (by, self._holder, limit),
             ).fetchall()
         return [dict(r) for r in rows]  # type: ignore[call-overload]
 
@@ -256,7 +271,7 @@ class ReviewStore:
         """Put a claimed review back to pending (the resume failed before it took effect)."""
         with self._pool.connection() as conn:
             conn.execute(
-                "UPDATE reviews SET status = 'pending', claimed_by = NULL, claimed_at = NULL"
+                "UPDATE reviews SET status = 'pending', claimed_by = NULL, claimed_at = NULL, holder = ''"
                 " WHERE review_id = %s AND status = 'deciding'",
                 (review_id,),
             )
@@ -280,15 +295,52 @@ class ReviewStore:
             ).fetchone()
         return row is None
 
-    def recover_stuck(self, *, older_than: float = 300.0) -> int:
-        """Return 'deciding' rows abandoned by a crashed process to 'pending'."""
+    def recover_stuck(self, *, older_than: float | None = None) -> int:
+        """Return 'deciding' rows abandoned by a crashed process to 'pending'; return how many."""
+        return len(self.recover_abandoned(lease=older_than))
+
+    def recover_abandoned(self, review_id: str | None = None, *, lease: float | None = None) -> list[dict[str, Any]]:
+        """Return to 'pending' the 'deciding' rows whose decider died; return those rows.
+
+        A holder on this host is checked directly (the process is gone, or its pid now belongs
+        to another process), so a killed decider's case is back in the inbox at once; a holder
+        on another host, or a row claimed before holders were recorded, keeps the lease. The
+        update is conditional on the same holder, so a live decider's claim is never taken.
+        Each reopening is audited (``escalation.reopened``) in the same transaction.
+        """
+        lease = self._lease if lease is None else lease
         with self._pool.connection() as conn:
-            cur = conn.execute(
-                "UPDATE reviews SET status = 'pending', claimed_by = NULL, claimed_at = NULL"
-                " WHERE status = 'deciding' AND claimed_at < now() - make_interval(secs => %s)",
-                (older_than,),
-            )
-            return cur.rowcount
+            rows = conn.execute(
+                "SELECT review_id, holder, claimed_by, extract(epoch FROM now() - claimed_at) AS age FROM reviews"
+                " WHERE status = 'deciding' AND (%(id)s::text IS NULL OR review_id = %(id)s::text)",
+                {"id": review_id},
+            ).fetchall()
+            recovered: list[dict[str, Any]] = []
+            for row in rows:
+                alive = holder_alive(str(row["holder"] or ""))  # type: ignore[call-overload,index]
+                if alive is True or (alive is None and float(row["age"] or 0.0) <= lease):  # type: ignore[call-overload,index]
+                    continue
+                # Reopened and audited together: the dead decider may have audited a decision
+                # that never reached the checkpoint; ``escalation.reopened`` says it did not count.
+                with conn.transaction():
+                    cur = conn.cursor()
+                    back = cur.execute(
+                        "UPDATE reviews SET status = 'pending', claimed_by = NULL, claimed_at = NULL, holder = ''"
+                        " WHERE review_id = %s AND status = 'deciding' AND holder = %s RETURNING *",
+                        (row["review_id"], row["holder"]),  # type: ignore[call-overload,index]
+                    ).fetchone()
+                    if back is not None:
+                        AuditLog.append_on(
+                            cur, "escalation.reopened", actor="system:recovery", thread_id=back["thread_id"],  # type: ignore[call-overload,index]
+                            tool=back["tool"],  # type: ignore[call-overload,index]
+                            payload={"review_id": back["review_id"], "abandoned_by": row["claimed_by"],  # type: ignore[call-overload,index]
+                                     "holder": row["holder"], "reason": "the deciding process is gone"},  # type: ignore[call-overload,index]
+                        )
+                if back is not None:
+                    log.warning("review %s: its decider %s is gone; pending again",
+                                row["review_id"], row["holder"] or "(unknown)")  # type: ignore[call-overload,index]
+                    recovered.append(dict(back))  # type: ignore[call-overload]
+        return recovered
 
 
 class EscalationReviewer:

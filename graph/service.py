@@ -412,8 +412,21 @@ class AirlockApp:
     def list_reviews(self, *, roles: Sequence[str], status: str = "pending") -> list[dict[str, Any]]:
         """List review cases assigned to any of the reviewer's roles, by due time."""
         self._require_reviewer(roles)
-        assert self.services.reviews is not None
-        return list(self.services.reviews.find(assignees=list(roles), status=status))
+        store = self.services.reviews
+        assert store is not None
+        self._reopen_abandoned()
+        return list(store.find(assignees=list(roles), status=status))
+
+    def _reopen_abandoned(self, review_id: str | None = None) -> None:
+        """Put cases whose decider process died back in the inbox at once (audited by the store).
+
+        If the dead decider's decision did reach the checkpoint (the interrupt is gone), the
+        case is stale, not open.
+        """
+        store = self.services.reviews
+        assert store is not None
+        for row in store.recover_abandoned(review_id):
+            self._reconcile_reviews(row["thread_id"], self._snapshot(row["thread_id"]))
 
     def get_review(self, review_id: str, *, roles: Sequence[str]) -> dict[str, Any]:
         """Return one case with its (masked) conversation."""
@@ -446,6 +459,7 @@ class AirlockApp:
         if row is None:
             raise StaleReviewError(f"review {review_id} does not exist")
         self._require_reviewer(roles, row["assignee"])
+        self._reopen_abandoned(review_id)
         claimed = store.claim(review_id, by=reviewer)
         return self._resume_review(claimed, reviewer=reviewer, roles=list(roles), action=action,
                                    message=message, args=args, final_status=None)
@@ -491,7 +505,7 @@ class AirlockApp:
         me = sweeper_id()
         # Housekeeping first: cases abandoned mid-decision by a crashed process become
         # pending again, and expired idempotency results are dropped.
-        store.recover_stuck()
+        self._reopen_abandoned()
         self.services.idempotency.purge_expired()
         done = 0
         for row in store.claim_expired(by=me, limit=limit):
