@@ -50,8 +50,14 @@ class DatabaseUnavailableError(AirlockError, RuntimeError):
 
 
 def connect_kwargs() -> dict[str, Any]:
-    """Return the connection settings every pool and checkpointer uses."""
-    return {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+    """Return the connection settings every pool and checkpointer uses.
+
+    ``client_connection_check_interval`` (Postgres 14+) makes the server notice a client that
+    died while its statement waited on a lock and cancel it, instead of running the dead
+    process's checkpoint or claim update after the lock frees.
+    """
+    return {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
+            "options": "-c client_connection_check_interval=1000"}
 
 
 def _redact(url: str) -> str:
