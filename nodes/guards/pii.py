@@ -1231,6 +1231,26 @@ def _mask_fields(text: str, fields: Mapping[str, str], vault: Vault) -> tuple[st
         doc = json.loads(text)
     except ValueError:
         return text, []
+    wanted: list[tuple[str, str]] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                entity_type = fields.get(key)
+                if entity_type and isinstance(value, str) and value and not PLACEHOLDER_RE.fullmatch(value):
+                    wanted.append((entity_type, value))
+                else:
+                    collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(doc)
+    if not wanted:
+        return text, []
+    # One vault round for the whole document (a reservation holds several names and dates).
+    put_many = getattr(vault, "put_many", None)
+    placeholders = iter(put_many(wanted) if put_many else [vault.put(t, v) for t, v in wanted])
     found: list[Entity] = []
 
     def walk(node: Any) -> Any:
@@ -1239,7 +1259,7 @@ def _mask_fields(text: str, fields: Mapping[str, str], vault: Vault) -> tuple[st
             for key, value in node.items():
                 entity_type = fields.get(key)
                 if entity_type and isinstance(value, str) and value and not PLACEHOLDER_RE.fullmatch(value):
-                    placeholder = vault.put(entity_type, value)
+                    placeholder = next(placeholders)
                     found.append(Entity(entity_type=entity_type, start=-1, end=-1, score=1.0,
                                         placeholder=placeholder))
                     out[key] = placeholder
@@ -1251,7 +1271,7 @@ def _mask_fields(text: str, fields: Mapping[str, str], vault: Vault) -> tuple[st
         return node
 
     masked = walk(doc)
-    return (json.dumps(masked, ensure_ascii=False), found) if found else (text, [])
+    return json.dumps(masked, ensure_ascii=False), found
 
 
 def mask_text(

@@ -40,7 +40,7 @@ import stat
 import threading
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -560,25 +560,60 @@ class PiiVault(_ResolveMixin):
                 self._values[placeholder] = value
         return placeholder
 
+    def put_many(self, items: Sequence[tuple[str, str]]) -> list[str]:
+        """Store several ``(entity_type, value)`` pairs on one connection; return their placeholders.
+
+        Same guarantees as :meth:`put`; a tool result with a dozen names and dates of birth
+        costs one connection checkout instead of a dozen.
+        """
+        placeholders: list[str | None] = []
+        todo: list[tuple[int, str, str, bytes]] = []
+        for index, (entity_type, value) in enumerate(items):
+            _check_entity_type(entity_type)
+            digest = self._hmac(entity_type, value)
+            with self._lock:
+                cached = self._by_hmac.get(digest)
+            placeholders.append(cached)
+            if cached is None:
+                todo.append((index, entity_type, value, digest))
+        if todo:
+            with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+                for index, entity_type, value, digest in todo:
+                    with self._lock:
+                        cached = self._by_hmac.get(digest)  # a repeat within this batch
+                    if cached is not None:
+                        placeholders[index] = cached
+                        continue
+                    placeholder, inserted = self._put_on(cur, entity_type, value, digest)
+                    with self._lock:
+                        self._by_hmac[digest] = placeholder
+                        if inserted:
+                            self._values[placeholder] = value
+                    placeholders[index] = placeholder
+        return [p or "" for p in placeholders]
+
     def _put_db(self, entity_type: str, value: str, digest: bytes) -> tuple[str, bool]:
+        with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            return self._put_on(cur, entity_type, value, digest)
+
+    def _put_on(self, cur: Any, entity_type: str, value: str, digest: bytes) -> tuple[str, bool]:
         # One statement in the common case. Two writers racing for the same number make
         # one of them hit the primary key and insert nothing; it then finds the value
         # (same value) or tries the next number (another value).
         ciphertext = self._encrypt(entity_type, digest, value)
         params = {"thread": self.thread_id, "etype": entity_type, "digest": digest, "ct": ciphertext}
-        with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
-            for _ in range(100):
-                cur.execute(_INSERT_SQL, params)
-                row = cur.fetchone()
-                if row is not None:
-                    return str(row[0]), True
-                cur.execute(
-                    "SELECT placeholder FROM pii_vault WHERE thread_id = %s AND value_hmac = %s",
-                    (self.thread_id, digest),
-                )
-                row = cur.fetchone()
-                if row is not None:
-                    return str(row[0]), False
+        for _ in range(100):
+            cur.execute(_INSERT_SQL, params)
+            row = cur.fetchone()
+            if row is not None:
+                return str(row[0]), True
+            cur.execute(
+                "SELECT placeholder FROM pii_vault WHERE thread_id = %s AND value_hmac = %s",
+                (self.thread_id, digest),
+            )
+            row = cur.fetchone()
+            if row is not None:
+                return str(row[0]), False
         raise VaultError(f"could not allocate a placeholder for {entity_type}")
 
     def get(self, placeholder: str) -> str | None:
