@@ -289,11 +289,6 @@ class ToolGuard:
                 "invalid", {"status": "invalid", "error": f"invalid arguments: {describe_validation_error(exc)}"},
                 thread_id, actor, name, base, self._redact(shown_args),
             )
-        # What only the customer can state is asked here (an interrupt), never read from the chat.
-        conversation = {**conversation, **ask_stated_facts(
-            domain=self._domain, audit=self._audit, tool=name, args=args, call_id=call_id,
-            user_id=user_id, actor=actor, thread_id=thread_id, conversation=conversation)}
-
         audit_args = shown_args if self._masked_world else self._redact(args)
         if spec.write and self._outcomes is not None:
             # The node is re-run after a crash that followed a committed write: report what the
@@ -301,6 +296,10 @@ class ToolGuard:
             recorded = self._outcomes.lookup(thread_id, call_id)
             if recorded is not None:
                 return self._recovered(name, recorded, thread_id, actor, base, audit_args)
+        # What only the customer can state is asked here (an interrupt), never read from the chat.
+        conversation = {**conversation, **ask_stated_facts(
+            domain=self._domain, audit=self._audit, tool=name, args=args, call_id=call_id,
+            user_id=user_id, actor=actor, thread_id=thread_id, conversation=conversation)}
 
         def again(edited: Mapping[str, Any]) -> ToolOutcome:
             # An edited call passes every guardrail again, as a new call.
