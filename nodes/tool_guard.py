@@ -32,7 +32,7 @@ from graph.policy import (
     ResilienceGuardrail,
     check_policy_for_tools,
 )
-from graph.state import ToolTask
+from graph.state import INPUT_RISK_KEY, ToolTask, input_risk_fact
 from nodes.audit import AuditLog
 from nodes.guardrails.canonical import InvalidArgumentsError, canonical_arguments
 from nodes.guardrails.confirm import call_hash, parse_confirm_resume
@@ -116,6 +116,7 @@ class _Authorisation:
     def verify(self, facts: dict[str, Any], state_token: str) -> None:
         """Refuse the write unless rules, review case, consent and quote are what was decided."""
         guard, tool, args = self._guard, self._tool, self._args
+        facts[INPUT_RISK_KEY] = input_risk_fact(self._conversation)  # as when decided (graph, not domain)
         variables = {"args": args, "facts": facts}
         verdict = guard._pre_tool(tool, variables)
         if (verdict.action, verdict.rule) != (self._verdict.action, self._verdict.rule):
@@ -378,6 +379,7 @@ class ToolGuard:
         """Decide on fresh facts, ask for consent, then write with the decision re-checked in its transaction."""
         facts = self._domain.facts(name, args, user_id=user_id, conversation=conversation,
                                    conversation_id=thread_id)
+        facts[INPUT_RISK_KEY] = input_risk_fact(conversation)  # the input guard's risk, for every rule
         variables = {"args": args, "facts": facts}
         decisions: list[dict[str, Any]] = []
         origin = {"thread_id": thread_id, "tool_call_id": call_id}
