@@ -62,7 +62,13 @@ from presidio_analyzer.predefined_recognizers import (
     UsPassportRecognizer,
     UsSsnRecognizer,
 )
+from spacy.lang.de.stop_words import STOP_WORDS as DE_STOP_WORDS
 from spacy.lang.en.stop_words import STOP_WORDS
+from spacy.lang.es.stop_words import STOP_WORDS as ES_STOP_WORDS
+from spacy.lang.fr.stop_words import STOP_WORDS as FR_STOP_WORDS
+from spacy.lang.it.stop_words import STOP_WORDS as IT_STOP_WORDS
+from spacy.lang.nl.stop_words import STOP_WORDS as NL_STOP_WORDS
+from spacy.lang.pt.stop_words import STOP_WORDS as PT_STOP_WORDS
 from spacy.language import Language
 from spacy.tokens import Doc
 
@@ -260,11 +266,20 @@ _TITLE_NON_NAMES = frozenset(
     hola gracias buenos buenas días dias señor señora bonjour bonsoir salut merci madame
     monsieur hallo guten tag danke bitte herr frau ciao buongiorno buonasera grazie salve
     olá ola oi bom boa obrigado obrigada senhor senhora hoi goedemorgen bedankt dank
+    namen nombre nom nome naam vorname nachname apellido prénom cognome sobrenome
+    buchung flug reise koffer gepäck reisepass passagier fluggast kunde kundin meilen
     """.split()
 )
+# Function words of the other languages customers write in (spaCy's lists, which are
+# plain Python sets: no model needed), minus the few that are also given names.
+_FOREIGN_STOP_WORDS = (
+    frozenset(DE_STOP_WORDS | ES_STOP_WORDS | FR_STOP_WORDS | IT_STOP_WORDS | NL_STOP_WORDS | PT_STOP_WORDS)
+    - frozenset({"sara", "ben", "li", "ana", "eva", "rosa", "paz", "luz", "mar"})
+)
+_ALL_STOP_WORDS = frozenset(STOP_WORDS) | _FOREIGN_STOP_WORDS
 # Sentence openers that are not names (spaCy's stop words plus chat openers and verbs).
 _COMMON_OPENERS = (
-    frozenset(STOP_WORDS)
+    _ALL_STOP_WORDS
     | _TITLE_NON_NAMES
     | frozenset(
         """
@@ -276,6 +291,8 @@ _COMMON_OPENERS = (
     look search get pay charge refund call email dear morning afternoon evening
     what's where's that's it's there's here's i'm i'd i'll i've please kindly one two
     my our your their his her is are was were do does did have has had
+    sono soy sou suis je ich wir es el la le il lo los las les der die das ein eine um una uno un
+    une mi mis ma mon mes mein meine meu minha mio mia ik mijn
     """.split()
     )
 )
@@ -1039,7 +1056,7 @@ def _refine_name(text: str, start: int, end: int, mode: str) -> tuple[int, int] 
         if lower in _NAME_PARTICLES and kept:
             kept.append(word)
             continue
-        if lower in _NOT_NAME_WORDS or (lower in STOP_WORDS and (not kept or not token[0].isupper())):
+        if lower in _NOT_NAME_WORDS or (lower in _ALL_STOP_WORDS and (not kept or not token[0].isupper())):
             break
         cased = token[0].isupper() or token[0].islower()
         if need_caps and cased and not token[0].isupper():
@@ -1408,7 +1425,7 @@ def _detect(
     engine = analyzer.nlp_engine
     assert isinstance(engine, _AirlockSpacyNlpEngine)
     mode: NerMode = ner if "PERSON" in entities else "never"
-    loaded = tuple(engine.nlp or ())
+    loaded: tuple[str, ...] = tuple(engine.nlp or ())
     ner_language = _ner_language(text, loaded) if language == "auto" else language
     if ner_language is None:
         # No NER model for this language: an English model reads ordinary words of other
