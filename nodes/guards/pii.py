@@ -1016,8 +1016,10 @@ _NAME_PATTERNS = (
         0.6,
     ),
     # Trailing cues: find the cue first (cheap), then the name that ends where it starts.
-    _Cue("strict-rtl", re.compile(rf"[ \t]+(?i:{_NAME_TRAILING_CUE})"), 0.6, _NAME_BEFORE, "before"),
-    _Cue("strict-rtl", re.compile(rf"[ \t]*(?i:{_NAME_BEFORE_DETAILS})"), 0.6, _NAME_BEFORE, "before"),
+    # A match starts only where a run of blanks starts and takes the run whole (possessive):
+    # otherwise every position of a long run of spaces is retried with every split (cubic).
+    _Cue("strict-rtl", re.compile(rf"(?<![ \t])[ \t]++(?i:{_NAME_TRAILING_CUE})"), 0.6, _NAME_BEFORE, "before"),
+    _Cue("strict-rtl", re.compile(rf"(?<![ \t])[ \t]*+(?i:{_NAME_BEFORE_DETAILS})"), 0.6, _NAME_BEFORE, "before"),
 )
 _NAME_PARTICLES = frozenset("de la del der van von da di dos das du le el al bin ibn ben".split())
 _DEMONYMS = frozenset(
@@ -1410,6 +1412,9 @@ def _name_cue_recognizer(analyzer: AnalyzerEngine) -> _ContextRegexRecognizer:
     raise PiiEngineError("the name cue recogniser is not registered")
 
 
+_PUNCT_RUN = re.compile(r"[^\w\s]{20,}")
+
+
 def _detect(
     text: str,
     entities: tuple[str, ...],
@@ -1421,6 +1426,10 @@ def _detect(
 ) -> _Detection:
     if not text or not text.strip() or not entities:
         return _Detection([], False)
+    # spaCy's tokenizer is quadratic on long runs of punctuation without spaces (4,000 "!"
+    # take seconds): blank such runs, same length so every offset still points into ``text``.
+    # No entity lives inside twenty punctuation marks in a row.
+    text = _PUNCT_RUN.sub(lambda m: " " * len(m.group()), text)
     analyzer = get_analyzer()
     engine = analyzer.nlp_engine
     assert isinstance(engine, _AirlockSpacyNlpEngine)
