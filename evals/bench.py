@@ -140,6 +140,15 @@ def run_bench(*, n: int | None = None, repeat: int = 3) -> dict[str, Any]:
                   LayerSpec(name="pii")], ctx_in),
         texts,
     )
+    # The linear-only pipeline above beside the same with the encoder resolving its
+    # uncertain band (most messages never reach the encoder; those that do pay its ~6 ms).
+    stage(
+        "L1-3 + encoder (uncertain band)",
+        pipeline([LayerSpec(name="prefilter"), LayerSpec(name="classifiers"),
+                  LayerSpec(name="encoder", only_if_escalated=True), LayerSpec(name="pii")], ctx_in),
+        texts,
+    )
+    stage("L2b encoder (every message)", layer("encoder", ctx_in), texts)
     out_specs = [
         LayerSpec(name=s.name, params={"allow": ["example-air.com"]})
         if s.name == "url_allowlist" else s

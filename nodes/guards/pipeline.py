@@ -13,7 +13,11 @@ Semantics of :meth:`GuardPipeline.run`:
 * a layer that raises BLOCKs with reason ``layer_error:<name>`` (fail-safe). Only the
   exception's type is recorded: its message may quote the input. A ``fail_open`` layer that
   raises is recorded as ALLOW ``layer_error_fail_open`` instead; a failing fail-open
-  resolver leaves the escalation unresolved, since it gave no verdict.
+  resolver leaves the escalation unresolved, since it gave no verdict;
+* resolvers chain in policy order, with no extra option: the ``encoder`` layer, listed with
+  ``only_if_escalated`` before ``safety``, runs only on the linear stage's uncertain band
+  and its ALLOW or BLOCK replaces the band (safety then never runs); only its ESCALATE hands
+  the message on.
 
 The default layer lists below are what the policy's ``guards`` section produces when it
 lists nothing; ``layer_specs`` turns the policy's ``LayerConfig`` entries into specs.
