@@ -117,7 +117,7 @@ def _band_pipeline() -> GuardPipeline:
     # without an endpoint keeps whatever it sees uncertain.
     return GuardPipeline(layers=[
         LayerSpec(name="classifiers", params={"thresholds": {
-            h: {"block": 1.01, "escalate": 0.0} for h in ("injection", "toxicity", "harmful")}}),
+            h: {"block": 1.0, "escalate": 0.0} for h in ("injection", "toxicity", "harmful")}}),
         LayerSpec(name="encoder", only_if_escalated=True),
         LayerSpec(name="safety", params={"uncertain_action": "review"}, only_if_escalated=True),
     ])
@@ -128,6 +128,7 @@ def test_encoder_verdict_replaces_the_uncertain_band() -> None:
     benign = pipe.run(BENIGN, CTX)
     attack = pipe.run(ATTACK, CTX)
     assert benign.decisions[0].action is Action.ESCALATE
+    assert attack.decisions[0].action is Action.ESCALATE  # the linear stage is not sure
     # Cleared: final ALLOW and the later resolver (safety) never runs.
     assert benign.action is Action.ALLOW
     assert [d.layer for d in benign.decisions] == ["classifiers", "encoder"]
@@ -150,7 +151,7 @@ def test_unsure_encoder_leaves_the_message_for_a_human() -> None:
     # With clear=0 and block=1 the encoder can only answer "still unsure": the escalation
     # must survive it and reach the next resolver (safety, no endpoint -> review).
     pipe = GuardPipeline(layers=[
-        LayerSpec(name="classifiers", params={"thresholds": {"injection": {"block": 1.01, "escalate": 0.0}}}),
+        LayerSpec(name="classifiers", params={"thresholds": {"injection": {"block": 1.0, "escalate": 0.0}}}),
         LayerSpec(name="encoder", only_if_escalated=True,
                   params={"thresholds": {h: {"clear": 0.0, "block": 1.0} for h in HEAD_NAMES}}),
         LayerSpec(name="safety", params={"uncertain_action": "review"}, only_if_escalated=True),
@@ -166,3 +167,31 @@ def test_heads_artefact_matches_its_metadata() -> None:
     assert heads.names == HEAD_NAMES
     assert heads.weights.shape == (len(HEAD_NAMES), 385)
     assert heads.meta["model_sha256"] == MODEL_SHA256
+
+
+def test_clear_only_mode_keeps_what_it_would_block_uncertain() -> None:
+    # The shipped policy's setting: the encoder clears the band but never blocks by itself.
+    pipe = GuardPipeline(layers=[
+        LayerSpec(name="classifiers", params={"thresholds": {
+            h: {"block": 1.0, "escalate": 0.0} for h in ("injection", "toxicity", "harmful")}}),
+        LayerSpec(name="encoder", params={"confirm_action": "escalate"}, only_if_escalated=True),
+        LayerSpec(name="safety", params={"uncertain_action": "review"}, only_if_escalated=True),
+    ])
+    attack = pipe.run(ATTACK, CTX)
+    assert attack.decisions[1].action is Action.ESCALATE
+    assert attack.decisions[1].reason.startswith("encoder_confirms:")
+    assert attack.action is Action.ESCALATE  # on to layer 4 / a human, not allowed
+    assert pipe.run(BENIGN, CTX).action is Action.ALLOW
+
+
+def test_shipped_policy_runs_the_encoder_as_resolver_before_safety() -> None:
+    from graph.policy import load_policy
+    from nodes.guards.pipeline import layer_specs
+
+    root = Path(__file__).resolve().parents[1]
+    specs = layer_specs(load_policy(str(root / "tools" / "airline" / "policy.yaml")).guards.input)
+    names = [s.name for s in specs]
+    enc = specs[names.index("encoder")]
+    assert names.index("classifiers") < names.index("encoder") < names.index("safety")
+    assert enc.only_if_escalated and enc.fail_open
+    assert enc.params["confirm_action"] == "escalate"

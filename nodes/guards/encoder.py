@@ -130,6 +130,7 @@ class Encoder:
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
         self._lock = threading.Lock()
+        self.embed("warm up")  # the session's first run allocates; pay it at start-up, not on a message
 
     def embed(self, text: str) -> npt.NDArray[np.float32]:
         """Return the embedding of ``text`` (float32, shape ``(384,)``, unit length)."""

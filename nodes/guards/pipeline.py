@@ -241,10 +241,13 @@ def layer_specs(configs: Iterable[Any]) -> list[LayerSpec]:
 
 
 def default_input_layers() -> list[LayerSpec]:
-    """Return the built-in input pipeline: prefilter, classifiers, PII, safety (escalation)."""
+    """Return the built-in input pipeline: prefilter, classifiers, encoder, PII, safety."""
     return [
         LayerSpec(name="prefilter", params={}),
         LayerSpec(name="classifiers", params={}),
+        # Resolves layer 2's uncertain band before layer 4; clears, never blocks (encoder.md).
+        LayerSpec(name="encoder", params={"confirm_action": "escalate"}, fail_open=True,
+                  only_if_escalated=True),
         LayerSpec(name="pii", params={}),
         LayerSpec(name="safety", params={"uncertain_action": "review"}, only_if_escalated=True),
     ]
