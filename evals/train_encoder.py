@@ -304,6 +304,10 @@ def pipelines(out_dir: Path) -> dict[str, GuardPipeline]:
             LayerSpec(name="encoder", params={"model_dir": str(out_dir), "confirm_action": "escalate"},
                       only_if_escalated=True),
         ]),
+        # The encoder on every message (its exfiltration head only speaks when it runs).
+        "linear+encoder(every message)": GuardPipeline(layers=[
+            *LINEAR, LayerSpec(name="encoder", params={"model_dir": str(out_dir)}),
+        ]),
     }
 
 
@@ -348,7 +352,9 @@ def latency(pipes: Mapping[str, GuardPipeline], texts: Sequence[str]) -> dict[st
     for name, pipe in pipes.items():
         for t in texts[:20]:
             pipe.run(t, ctx)
-        samples, skipped, reached = [], [], []
+        samples: list[float] = []
+        skipped: list[float] = []
+        reached: list[float] = []
         for t in texts:
             t0 = time.perf_counter()
             res = pipe.run(t, ctx)
@@ -390,15 +396,16 @@ def render(report: Mapping[str, Any]) -> str:
                      f"{s['positive_not_cleared']:.1%} |")
     lines += ["", "## Held-out sets, per source and language", "",
               "| set | lang | kind | n | linear block | linear escalate | +encoder block | +encoder escalate "
-              "| +encoder (clear only) block | +encoder (clear only) escalate |",
-              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| +encoder (clear only) block | +encoder (clear only) escalate "
+              "| encoder on every message block | encoder on every message escalate |",
+              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for key, cell in report["heldout"]["cells"].items():
         set_name, lang, kind = key.split("|")
-        a, b, c = cell["linear"], cell["linear+encoder"], cell["linear+encoder(clear only)"]
-        n = sum(a.values())
-        lines.append(f"| {set_name} | {lang} | {kind} | {n} | {a['block'] / n:.1%} | {a['escalate'] / n:.1%} | "
-                     f"{b['block'] / n:.1%} | {b['escalate'] / n:.1%} | {c['block'] / n:.1%} | "
-                     f"{c['escalate'] / n:.1%} |")
+        cols = [cell[p] for p in ("linear", "linear+encoder", "linear+encoder(clear only)",
+                                  "linear+encoder(every message)")]
+        n = sum(cols[0].values())
+        rates = " | ".join(f"{c['block'] / n:.1%} | {c['escalate'] / n:.1%}" for c in cols)
+        lines.append(f"| {set_name} | {lang} | {kind} | {n} | {rates} |")
     lines += ["", "## Totals", "", "| kind | pipeline | n | block | escalate | stopped (block+escalate) |",
               "| --- | --- | ---: | ---: | ---: | ---: |"]
     for (kind, pname), c in sorted(report["totals"].items()):
