@@ -419,6 +419,12 @@ def render(report: Mapping[str, Any]) -> str:
         lines.append(f"| {pname} | {s['n']} | {s['p50']} | {s['p95']} | {s['mean']} | {s['reached_encoder']} | "
                      f"{s['p95_reaching']} | {s['p95_not_reaching']} |")
     lines.append(f"\nEncoder alone (one message): {report['encoder_latency']}")
+    lines += ["", "## Reading", "",
+              "The policy ships `linear+encoder(clear only)`: compared with `linear` it sends fewer",
+              "benign messages to a human, blocks no more benign messages and stops the same attacks.",
+              "`linear+encoder` (the encoder may block) adds benign blocks for no attack stopped that",
+              "was not already held. `every message` is shown to size the exfiltration head; its clear",
+              "thresholds are for the band, so it holds most traffic (see the model card)."]
     lines += ["", "## Every benign message blocked", ""]
     for pname, texts in report["heldout"]["blocked_benign"].items():
         lines.append(f"### {pname} ({len(texts)})")
