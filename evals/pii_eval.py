@@ -92,6 +92,7 @@ class Record:
     source: str
     kind: str = "positive"
     split: str = "dev"
+    lang: str = "en"
 
 
 def parse_markup(markup: str) -> tuple[str, list[GoldSpan]]:
@@ -139,6 +140,7 @@ def load_records(data_dir: Path = DATA_DIR) -> list[Record]:
                     source=obj.get("source", path.stem),
                     kind="negative" if not spans else "positive",
                     split=str(obj.get("split", "dev")),
+                    lang=str(obj.get("lang", "en")),
                 )
             )
     return records
@@ -695,9 +697,16 @@ def evaluate(
     score_threshold: float | None = None,
     ner: str = "auto",
     ner_window: int | None = None,
+    language: str = "auto",
+    allow: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Score the detector on ``records``; return per-label counts, metrics and errors."""
+    """Score the detector on ``records``; return per-label counts, metrics and errors.
+
+    ``allow`` defaults to the airline policy's PII allow-list (what the deployed layer uses).
+    """
     from nodes.guards import pii
+
+    allow = policy_allow_list() if allow is None else allow
 
     threshold = pii.DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
     window = pii.DEFAULT_NER_WINDOW if ner_window is None else ner_window
@@ -713,7 +722,14 @@ def evaluate(
     misses: list[dict[str, Any]] = []
     false_positives: list[dict[str, Any]] = []
     for record in records:
-        spans = pii.detect(record.text, score_threshold=threshold, ner=ner, ner_window=window)  # type: ignore[arg-type]
+        spans = pii.detect(
+            record.text,
+            score_threshold=threshold,
+            ner=ner,  # type: ignore[arg-type]
+            ner_window=window,
+            language=language,
+            allow=allow,
+        )
         preds = [(s.start, s.end, _CANONICAL.get(s.entity_type, s.entity_type)) for s in spans]
         for gold in record.spans:
             gold_n[gold.label] += 1
@@ -776,7 +792,7 @@ def evaluate(
     total_pred = sum(pred_n.values())
     negatives = sum(1 for r in records if r.kind == "negative")
     return {
-        "settings": {"score_threshold": threshold, "ner": ner, "ner_window": window},
+        "settings": {"score_threshold": threshold, "ner": ner, "ner_window": window, "language": language},
         "records": len(records),
         "positive_records": len(records) - negatives,
         "negative_records": negatives,
@@ -795,6 +811,69 @@ def evaluate(
         "misses": misses,
         "false_positives": false_positives,
     }
+
+
+def policy_allow_list() -> list[str]:
+    """Return the ``allow`` terms of the airline policy's input ``pii`` layer (none if absent)."""
+    import yaml
+
+    path = ROOT / "tools" / "airline" / "policy.yaml"
+    if not path.exists():
+        return []
+    doc = yaml.safe_load(path.read_text("utf-8")) or {}
+    for layer in (doc.get("guards") or {}).get("input") or []:
+        if layer.get("layer") == "pii":
+            return [str(t) for t in (layer.get("params") or {}).get("allow") or []]
+    return []
+
+
+def by_language(records: Sequence[Record], **kwargs: Any) -> dict[str, Any]:
+    """Per language: PERSON / DATE_OF_BIRTH recall, PII precision, benign messages altered."""
+    out: dict[str, Any] = {}
+    for lang in sorted({r.lang for r in records}):
+        subset = [r for r in records if r.lang == lang]
+        res = evaluate(subset, **kwargs)
+        rows = res["per_label"]
+        out[lang] = {
+            "messages": len(subset),
+            "with_pii": res["positive_records"],
+            "benign": res["negative_records"],
+            "benign_altered": res["negatives"]["messages_with_a_mask"],
+            "benign_altered_rate": res["negatives"]["message_false_positive_rate"],
+            "person_recall": rows["PERSON"]["recall"],
+            "dob_recall": rows["DATE_OF_BIRTH"]["recall"],
+            "pii_recall": res["micro"]["recall"],
+            "pii_precision": res["micro"]["precision"],
+            "structured_recall": _structured_recall(rows),
+            "misses": res["misses"],
+            "false_positives": res["false_positives"],
+        }
+    return out
+
+
+_STRUCTURED = ("CREDIT_CARD", "CARD_CVV", "CARD_EXPIRY", "EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN",
+               "IBAN_CODE", "IP_ADDRESS", "PASSPORT")
+
+
+def _structured_recall(rows: dict[str, dict[str, Any]]) -> float | None:
+    gold = sum(rows[k]["gold"] for k in _STRUCTURED)
+    return round(sum(rows[k]["found"] for k in _STRUCTURED) / gold, 4) if gold else None
+
+
+def print_languages(table: dict[str, Any], out: Any = sys.stdout) -> None:
+    """Print the per-language table of :func:`by_language`."""
+    print(
+        f"{'lang':<6}{'msgs':>6}{'benign':>8}{'altered':>9}{'altered%':>10}{'PERSON%':>9}{'DOB%':>7}"
+        f"{'struct%':>9}{'precision%':>12}",
+        file=out,
+    )
+    for lang, row in table.items():
+        print(
+            f"{lang:<6}{row['messages']:>6}{row['benign']:>8}{row['benign_altered']:>9}"
+            f"{_fmt(row['benign_altered_rate']):>10}{_fmt(row['person_recall']):>9}{_fmt(row['dob_recall']):>7}"
+            f"{_fmt(row['structured_recall']):>9}{_fmt(row['pii_precision']):>12}",
+            file=out,
+        )
 
 
 def benign_flag_rates(limit: int) -> dict[str, Any]:
@@ -1041,8 +1120,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"\nsplit {split!r}: {len(subset)} records")
         print_table(by_split[split])
+    multilingual = [r for r in records if r.split == "multilingual"]
+    languages: dict[str, Any] = {}
+    if multilingual:
+        for mode in ("auto", "en"):
+            # "en": the previous behaviour (English NER on every message), for comparison.
+            languages[mode] = by_language(
+                multilingual, score_threshold=args.threshold, ner=args.ner, ner_window=args.ner_window,
+                language=mode,
+            )
+            print(f"\nsplit 'multilingual' per language (language={mode!r}):")
+            print_languages(languages[mode])
+        for lang, row in languages["auto"].items():
+            for kind in ("misses", "false_positives"):
+                for item in row[kind][: args.show_errors]:
+                    print(f"  {lang} {kind[:-2]} [{item['label']}] {item['value']!r}  <- {item['text'][:90]!r}")
     report: dict[str, Any] = {
         "description": "PII layer (nodes/guards/pii.py) on evals/data/pii_*.jsonl; see evals/pii_eval.py",
+        "allow_list": policy_allow_list(),
+        "multilingual_by_language": languages,
         "command": "python -m evals.pii_eval",
         "data_files": sorted(p.name for p in args.data_dir.glob("pii_*.jsonl")),
         "labels": Counter(s.label for r in records for s in r.spans),

@@ -203,7 +203,10 @@ class GuardsConfig(_Strict):
     input: list[LayerConfig] = Field(default_factory=lambda: [LayerConfig(layer="prefilter")])
     output: list[LayerConfig] = Field(default_factory=list)
     tool_result: list[LayerConfig] = Field(default_factory=list)
-    uncertain_action: Literal["block", "allow", "review"] = "block"
+    #: What an uncertain message (the input pipeline's ESCALATE) becomes: ``block``, ``allow``,
+    #: ``review`` (a human decides before the agent answers) or ``proceed`` (the agent answers
+    #: at once; the message's risk is ``facts.input_risk`` for the tool rules, which must use it).
+    uncertain_action: Literal["block", "allow", "review", "proceed"] = "block"
     refusal_message: str = (
         "Sorry, I can't help with that request. I can help with bookings, changes, "
         "cancellations, baggage and refunds."
@@ -218,6 +221,25 @@ class Policy(_Strict):
     tools: dict[str, list[ToolGuardrail]] = Field(default_factory=dict)
     escalations: list[Escalation] = Field(default_factory=list)
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
+
+    @model_validator(mode="after")
+    def _proceed_needs_a_rule(self) -> Policy:
+        # "proceed" without a rule on the risk is "allow" under another name: an uncertain
+        # message could then write as freely as a clean one.
+        if self.guards.uncertain_action == "proceed" and not self._uses_input_risk():
+            raise ValueError(
+                "guards.uncertain_action: proceed needs a rule that uses facts.input_risk "
+                "(e.g. an escalation of writes when facts.input_risk.thread_level != 'none')"
+            )
+        return self
+
+    def _uses_input_risk(self) -> bool:
+        conditions = [e.when for e in self.escalations]
+        for chain in self.tools.values():
+            for guardrail in chain:
+                if isinstance(guardrail, PreToolGuardrail):
+                    conditions.extend(c.when for c in guardrail.checks)
+        return any("facts.input_risk" in when for when in conditions)
 
     def guardrail(self, tool: str, kind: type[Any]) -> Any:
         """Return the tool's guardrail of class ``kind`` or None."""

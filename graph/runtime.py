@@ -89,6 +89,8 @@ class AirlockServices:
     reviews: Any | None = None
     review_uncertain: Callable[..., bool] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: Pipeline name ("input", "output", "tool_result") to its start-up warm-up report.
+    warm: dict[str, Any] = field(default_factory=dict)
 
     # -- hooks the nodes call -----------------------------------------------------------
     def vault_for(self, thread_id: str | None) -> Any:
@@ -180,6 +182,18 @@ class AirlockServices:
 
         return scan
 
+    def warm_up(self) -> dict[str, Any]:
+        """Load every guard model now (classifiers, Presidio/spaCy, the safety client), not on the first message."""
+        from nodes.guards.warmup import warm_pipeline
+
+        for name, pipeline in (("input", self.input_pipeline), ("output", self.output_pipeline),
+                               ("tool_result", self.tool_result_pipeline)):
+            if pipeline is not None and hasattr(pipeline, "specs"):
+                self.warm[name] = warm_pipeline(pipeline, direction=name)  # type: ignore[arg-type]
+        report = ", ".join(f"{k} {v.ms:.0f} ms" for k, v in self.warm.items())
+        log.info("guard models loaded (%s)", report or "no pipelines")
+        return self.warm
+
     def checkpointer(self) -> PostgresSaver:
         """Return a Postgres checkpointer on the shared pool (tables created once)."""
         saver = self.extras.get("checkpointer")
@@ -228,6 +242,7 @@ class AirlockServices:
                 ),
             )
             _attach_optional(services)
+            services.warm_up()
             watch_breakers(services.breakers.states)
             from graph.reviews import EscalationReviewer, InputReviewer, ReviewStore, load_secret
 

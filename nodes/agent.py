@@ -24,7 +24,7 @@ from langgraph.types import Send
 
 from graph.context import AirlockContext
 from graph.identity import resolve_identity
-from graph.state import AirlockState, ToolTask
+from graph.state import INPUT_RISK_KEY, AirlockState, ToolTask, input_risk_fact
 from nodes.guardrails.outcomes import OutcomeStore
 from nodes.tracing import tracing_callbacks
 
@@ -274,7 +274,8 @@ def route_after_model(state: AirlockState) -> list[Send] | str:
     if isinstance(last, AIMessage) and last.tool_calls:
         # Calls already answered (a resumed turn) are not sent again.
         answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
-        conversation = conversation_facts(messages)
+        # The input guard's risk of the thread travels with each task (the model cannot touch it).
+        conversation = {**conversation_facts(messages), INPUT_RISK_KEY: input_risk_fact(state)}
         return [
             Send("guard_tool_call", ToolTask(call=dict(call), conversation=conversation,
                                              owner=state.get("owner")))

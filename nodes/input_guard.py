@@ -11,14 +11,53 @@ from langgraph.runtime import Runtime
 
 from graph.context import AirlockContext
 from graph.identity import Identity, resolve_identity
-from graph.state import AirlockState
+from graph.state import AirlockState, merge_input_risk
 from nodes.audit import AuditLog
 from nodes.guards.base import Action, GuardContext
 from nodes.metrics import record_decisions
 
-__all__ = ["BLOCKED_PLACEHOLDER", "InputGuard", "respond_refusal_factory", "route_after_input"]
+__all__ = [
+    "BLOCKED_PLACEHOLDER",
+    "UNCERTAIN_ACTIONS",
+    "InputGuard",
+    "message_risk",
+    "respond_refusal_factory",
+    "route_after_input",
+]
 
 BLOCKED_PLACEHOLDER = "[message withheld by the input guard]"
+
+
+#: What an uncertain message (the pipeline's ESCALATE) becomes: ``block``; ``allow``;
+#: ``review`` (a human decides before the agent sees it); ``proceed`` (the agent sees it at
+#: once and its risk becomes ``facts.input_risk`` for the tool rules).
+UNCERTAIN_ACTIONS = ("block", "allow", "review", "proceed")
+
+
+def message_risk(decisions: list[dict[str, Any]], *, level: str) -> dict[str, Any]:
+    """Return the risk of one message: ``level``, the heads or layers that doubted, their top score.
+
+    Args:
+        decisions: The pipeline's decisions for the message (``GuardResult.to_dict`` form).
+        level: One of :data:`graph.state.RISK_LEVELS`, decided by the caller.
+
+    Returns:
+        ``{"level", "heads", "max_score"}``; the graph adds ``thread_level``.
+    """
+    heads: list[str] = []
+    top = 0.0
+    for d in decisions:
+        if d.get("action") not in ("escalate", "block"):
+            continue
+        meta = d.get("metadata") or {}
+        named = [*meta.get("uncertain", ()), *meta.get("blocked_by", ())] or [str(d.get("layer", ""))]
+        scores = d.get("scores") or {}
+        for head in named:
+            if head not in heads:
+                heads.append(head)
+            if isinstance(scores.get(head), int | float):
+                top = max(top, float(scores[head]))
+    return {"level": level, "heads": heads, "max_score": round(top, 4)}
 
 
 def _text(message: HumanMessage) -> str:
@@ -46,6 +85,8 @@ class InputGuard:
         vault_for: Callable[[str | None], Any] | None = None,
         review_uncertain: Callable[..., bool] | None = None,
     ) -> None:
+        if uncertain_action not in UNCERTAIN_ACTIONS:
+            raise ValueError(f"uncertain_action must be one of {UNCERTAIN_ACTIONS}, got {uncertain_action!r}")
         self._pipeline, self._audit = pipeline, audit
         self._uncertain = uncertain_action
         self._vault_for = vault_for
@@ -71,9 +112,12 @@ class InputGuard:
         decisions: list[dict[str, Any]] = []
         final = "allow"
         audits: list[dict[str, Any]] = []
+        risk = state.get("input_risk")
         for message in fresh:
             action, text, found, audit = self._guard(message, ctx_rt, thread_id, actor)
             decisions.extend(found)
+            # Audited with the thread's level as it stands after this message.
+            risk = audit["input_risk"] = merge_input_risk(risk, audit["input_risk"])
             audits.append(audit)
             blocked = action is Action.BLOCK
             replacements.append(HumanMessage(
@@ -88,7 +132,7 @@ class InputGuard:
             self._audit.append("guard.input", actor=actor, thread_id=thread_id, payload=audit)
         record_decisions(decisions)
         return {"messages": replacements, "decisions": decisions, "input_action": final,
-                "guarded_ids": [str(m.id) for m in fresh], "owner": owner}
+                "guarded_ids": [str(m.id) for m in fresh], "owner": owner, "input_risk": risk}
 
     def _refuse(
         self, fresh: list[HumanMessage], who: Identity, reason: str, thread_id: str | None
@@ -114,17 +158,30 @@ class InputGuard:
         result = self._pipeline.run(_text(message), ctx)
         action = result.action
         decisions = [{"stage": "input", **d.to_dict()} for d in result.decisions]
+        # The risk left after this node: a human who let the message through vouched for it.
+        level = "high" if action is Action.BLOCK else "none"
+        resolution: dict[str, Any] = {}
         if action is Action.ESCALATE:
+            resolution = {"uncertain_action": self._uncertain}
             if self._uncertain == "review" and self._review_uncertain is not None:
                 approved = self._review_uncertain(
                     thread_id=thread_id, actor=actor, text=result.text, message_id=str(message.id),
                     decisions=decisions,
                 )
                 action = Action.ALLOW if approved else Action.BLOCK
+                level = "none" if approved else "high"
+            elif self._uncertain in ("allow", "proceed"):
+                action, level = Action.ALLOW, "uncertain"
             else:
-                action = Action.ALLOW if self._uncertain == "allow" else Action.BLOCK
-        audit = {"action": action.value, "pipeline_action": result.action.value,
-                 "latency_ms": round(result.latency_ms, 3), "decisions": decisions}
+                action, level = Action.BLOCK, "high"
+        risk = message_risk(decisions, level=level)
+        if resolution.get("uncertain_action") == "proceed":
+            # Shown with the turn's decisions: the message went on unreviewed, its writes will not.
+            decisions.append({"stage": "input", "layer": "uncertain_band", "action": "proceed",
+                              "reason": "uncertain:" + ",".join(risk["heads"]),
+                              "scores": {"max_score": risk["max_score"]}, "metadata": {}})
+        audit = {"action": action.value, "pipeline_action": result.action.value, **resolution,
+                 "input_risk": risk, "latency_ms": round(result.latency_ms, 3), "decisions": decisions}
         return action, result.text, decisions, audit
 
 

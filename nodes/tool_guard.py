@@ -32,7 +32,7 @@ from graph.policy import (
     ResilienceGuardrail,
     check_policy_for_tools,
 )
-from graph.state import ToolTask
+from graph.state import INPUT_RISK_KEY, ToolTask, input_risk_fact
 from nodes.audit import AuditLog
 from nodes.guardrails.canonical import InvalidArgumentsError, canonical_arguments
 from nodes.guardrails.confirm import call_hash, parse_confirm_resume
@@ -116,6 +116,7 @@ class _Authorisation:
     def verify(self, facts: dict[str, Any], state_token: str) -> None:
         """Refuse the write unless rules, review case, consent and quote are what was decided."""
         guard, tool, args = self._guard, self._tool, self._args
+        facts[INPUT_RISK_KEY] = input_risk_fact(self._conversation)  # as when decided (graph, not domain)
         variables = {"args": args, "facts": facts}
         verdict = guard._pre_tool(tool, variables)
         if (verdict.action, verdict.rule) != (self._verdict.action, self._verdict.rule):
@@ -289,11 +290,6 @@ class ToolGuard:
                 "invalid", {"status": "invalid", "error": f"invalid arguments: {describe_validation_error(exc)}"},
                 thread_id, actor, name, base, self._redact(shown_args),
             )
-        # What only the customer can state is asked here (an interrupt), never read from the chat.
-        conversation = {**conversation, **ask_stated_facts(
-            domain=self._domain, audit=self._audit, tool=name, args=args, call_id=call_id,
-            user_id=user_id, actor=actor, thread_id=thread_id, conversation=conversation)}
-
         audit_args = shown_args if self._masked_world else self._redact(args)
         if spec.write and self._outcomes is not None:
             # The node is re-run after a crash that followed a committed write: report what the
@@ -301,6 +297,10 @@ class ToolGuard:
             recorded = self._outcomes.lookup(thread_id, call_id)
             if recorded is not None:
                 return self._recovered(name, recorded, thread_id, actor, base, audit_args)
+        # What only the customer can state is asked here (an interrupt), never read from the chat.
+        conversation = {**conversation, **ask_stated_facts(
+            domain=self._domain, audit=self._audit, tool=name, args=args, call_id=call_id,
+            user_id=user_id, actor=actor, thread_id=thread_id, conversation=conversation)}
 
         def again(edited: Mapping[str, Any]) -> ToolOutcome:
             # An edited call passes every guardrail again, as a new call.
@@ -379,6 +379,7 @@ class ToolGuard:
         """Decide on fresh facts, ask for consent, then write with the decision re-checked in its transaction."""
         facts = self._domain.facts(name, args, user_id=user_id, conversation=conversation,
                                    conversation_id=thread_id)
+        facts[INPUT_RISK_KEY] = input_risk_fact(conversation)  # the input guard's risk, for every rule
         variables = {"args": args, "facts": facts}
         decisions: list[dict[str, Any]] = []
         origin = {"thread_id": thread_id, "tool_call_id": call_id}

@@ -10,6 +10,7 @@ import cel
 import pytest
 import yaml
 
+from graph.state import INPUT_RISK_KEY, input_risk_fact
 from tools.airline import AIRLINE_TOOLS, POLICY_PATH, AirlineBackend, compute_facts
 from tools.airline.loader import read_db
 
@@ -72,6 +73,7 @@ def backend(pool: Any) -> AirlineBackend:
 def facts_for(backend: AirlineBackend, tool: str, args: dict[str, Any], user: str | None,
               conversation: dict[str, Any] | None = None) -> dict[str, Any]:
     facts = compute_facts(backend, tool, args, user_id=user, conversation=conversation or QUIET)
+    facts[INPUT_RISK_KEY] = input_risk_fact(conversation or QUIET)  # added by the graph, not the domain
     assert no_none(facts)
     json.dumps(facts)
     return facts

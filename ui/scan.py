@@ -142,6 +142,12 @@ def scan_main(argv: Sequence[str] | None = None) -> int:
 
     from nodes.guards.base import GuardContext
     from nodes.guards.vault import InMemoryVault
+    from nodes.guards.warmup import warm_pipeline
+
+    # Models load now, so the first line's latency is the pipeline's, not the load's.
+    warm = warm_pipeline(pipeline, direction=_DIRECTIONS[args.mode])  # type: ignore[arg-type]
+    for layer, error in warm.errors.items():
+        print(f"airlock scan: layer {layer} failed to warm up ({error})", file=sys.stderr)
 
     ctx = GuardContext(
         direction=_DIRECTIONS[args.mode],  # type: ignore[arg-type]

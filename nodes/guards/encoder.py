@@ -269,6 +269,10 @@ class EncoderLayer:
                 raise ValueError(f"encoder head {h}: need 0 <= clear <= block <= 1")
         self._encoder = load_encoder()
 
+    def warm_up(self) -> None:
+        """Run one embedding (start-up hook: the model itself loaded in the constructor)."""
+        self._encoder.embed("warm up")
+
     def scores(self, text: str) -> dict[str, float]:
         """Return every active head's score for ``text``."""
         every = self._heads.scores(self._encoder.embed(text))

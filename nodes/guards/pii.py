@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import phonenumbers
 import spacy
 import tldextract
@@ -61,7 +62,13 @@ from presidio_analyzer.predefined_recognizers import (
     UsPassportRecognizer,
     UsSsnRecognizer,
 )
+from spacy.lang.de.stop_words import STOP_WORDS as DE_STOP_WORDS
 from spacy.lang.en.stop_words import STOP_WORDS
+from spacy.lang.es.stop_words import STOP_WORDS as ES_STOP_WORDS
+from spacy.lang.fr.stop_words import STOP_WORDS as FR_STOP_WORDS
+from spacy.lang.it.stop_words import STOP_WORDS as IT_STOP_WORDS
+from spacy.lang.nl.stop_words import STOP_WORDS as NL_STOP_WORDS
+from spacy.lang.pt.stop_words import STOP_WORDS as PT_STOP_WORDS
 from spacy.language import Language
 from spacy.tokens import Doc
 
@@ -79,7 +86,9 @@ __all__ = [
     "PiiEngineError",
     "PiiLayer",
     "Span",
+    "LANGUAGES",
     "detect",
+    "detect_language",
     "get_analyzer",
     "mask_text",
     "ner_windows",
@@ -193,6 +202,9 @@ _PROTECTED_RE = re.compile(
     re.VERBOSE,
 )
 
+# An all-caps word that is an identifier, not a name: an airport code or has a digit.
+_PROTECTED_ID_RE = re.compile(r"[A-Z]{3}|[A-Z0-9]*\d[A-Z0-9]*")
+
 # E-ticket numbers (13 digits, the first 3 name the airline) look like German phone numbers.
 _TICKET_RE = re.compile(
     r"(?i:\be-?tickets?\b|\betkt\b|\btickets?\s*(?:no\b|number|num\b|#))[^\d\n]{0,20}?"
@@ -250,11 +262,24 @@ _TITLE_NON_NAMES = frozenset(
     reservation reservations booking bookings passenger passengers checked travel booked
     cabin insurance details status done total refund refunds payment payments certificate
     charge charged cancelled canceled cancellation compensation itinerary trip round one way
+    asap fyi pls plz thx ty urgent
+    hola gracias buenos buenas días dias señor señora bonjour bonsoir salut merci madame
+    monsieur hallo guten tag danke bitte herr frau ciao buongiorno buonasera grazie salve
+    olá ola oi bom boa obrigado obrigada senhor senhora hoi goedemorgen bedankt dank
+    namen nombre nom nome naam vorname nachname apellido prénom cognome sobrenome
+    buchung flug reise koffer gepäck reisepass passagier fluggast kunde kundin meilen
     """.split()
 )
+# Function words of the other languages customers write in (spaCy's lists, which are
+# plain Python sets: no model needed), minus the few that are also given names.
+_FOREIGN_STOP_WORDS = (
+    frozenset(DE_STOP_WORDS | ES_STOP_WORDS | FR_STOP_WORDS | IT_STOP_WORDS | NL_STOP_WORDS | PT_STOP_WORDS)
+    - frozenset({"sara", "ben", "li", "ana", "eva", "rosa", "paz", "luz", "mar"})
+)
+_ALL_STOP_WORDS = frozenset(STOP_WORDS) | _FOREIGN_STOP_WORDS
 # Sentence openers that are not names (spaCy's stop words plus chat openers and verbs).
 _COMMON_OPENERS = (
-    frozenset(STOP_WORDS)
+    _ALL_STOP_WORDS
     | _TITLE_NON_NAMES
     | frozenset(
         """
@@ -266,6 +291,8 @@ _COMMON_OPENERS = (
     look search get pay charge refund call email dear morning afternoon evening
     what's where's that's it's there's here's i'm i'd i'll i've please kindly one two
     my our your their his her is are was were do does did have has had
+    sono soy sou suis je ich wir es el la le il lo los las les der die das ein eine um una uno un
+    une mi mis ma mon mes mein meine meu minha mio mia ik mijn
     """.split()
     )
 )
@@ -279,8 +306,8 @@ def _core(chunk: str) -> str:
     return word
 
 
-def _is_name_candidate(word: str, sentence_initial: bool) -> bool:
-    if len(word) < 2 or not word[0].isupper() or word.isupper():
+def _is_name_candidate(word: str, sentence_initial: bool, *, caps: bool = False) -> bool:
+    if len(word) < 2 or not word[0].isupper() or (word.isupper() and not caps):
         return False
     if any(ch.isdigit() or ch in "_@" for ch in word):
         return False
@@ -332,6 +359,102 @@ def ner_windows(
         else:
             windows.append((lo, hi))
     return windows
+
+
+# -- language ---------------------------------------------------------------------------
+
+#: Languages the detector chooses between (py3langid, restricted to these). Text in
+#: another Latin-script language is given the closest of them; non-Latin text is "und".
+LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "it", "pt", "nl")
+# Below this many letters the detector is unsure; English NER still runs there when
+# English is at least this likely (a short "Thanks, Maria").
+_SHORT_TEXT_LETTERS = 24
+_SHORT_TEXT_EN_MIN = 0.2
+# What the detector should not read: placeholders, e-mails, URLs, identifiers, digits.
+_LANG_NOISE_RE = re.compile(
+    r"<[A-Z][A-Z0-9_]*_[0-9]+>|\S+@\S+|https?://\S+|\b\w*\d\w*\b|\b[A-Z]{2,}\b|_"
+)
+_LANG_ID: Any = None
+_LANG_LOCK = threading.Lock()
+
+
+def _language_identifier() -> Any:
+    """Return py3langid's identifier (its model ships in the wheel as a .npz, no pickle)."""
+    global _LANG_ID
+    if _LANG_ID is None:
+        with _LANG_LOCK:
+            if _LANG_ID is None:
+                from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+                identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+                identifier.set_languages(list(LANGUAGES))
+                _LANG_ID = identifier
+    return _LANG_ID
+
+
+def _language_scores(text: str) -> tuple[int, dict[str, float]]:
+    cleaned = _LANG_NOISE_RE.sub(" ", text)
+    letters = [ch for ch in cleaned if ch.isalpha()]
+    if not letters:
+        return 0, {}
+    latin = sum(1 for ch in letters if ch <= "\u024f")
+    if latin < 0.5 * len(letters):
+        return len(letters), {}
+    ranked = _language_identifier().rank(cleaned.lower())
+    return len(letters), {str(lang): float(np.float64(p)) for lang, p in ranked}
+
+
+def detect_language(text: str) -> str:
+    """Return the language of ``text``: one of :data:`LANGUAGES`, or ``"und"``.
+
+    ``"und"`` (undetermined) is text without letters or mostly in a non-Latin script.
+    """
+    _, scores = _language_scores(text)
+    if not scores:
+        return "und"
+    return max(scores, key=scores.__getitem__)
+
+
+def _ner_language(text: str, loaded: Iterable[str]) -> str | None:
+    """Return the loaded NER language to run on ``text``, or None (patterns and cues only)."""
+    n_letters, scores = _language_scores(text)
+    if not scores:
+        return None
+    best = max(scores, key=scores.__getitem__)
+    if best in loaded:
+        return best
+    if "en" in loaded and n_letters < _SHORT_TEXT_LETTERS and scores.get("en", 0.0) >= _SHORT_TEXT_EN_MIN:
+        return "en"
+    return None
+
+
+# Runs of two or more all-caps words ("JOHN SMITH"): the small model only knows names in
+# title case, so NER reads these words title-cased (same length, same offsets).
+_CAPS_WORD = r"[^\W\d_a-z]{2,}(?:['’\-][^\W\d_a-z]+)*"
+_CAPS_RUN_RE = re.compile(rf"\b{_CAPS_WORD}(?:[ \t]+{_CAPS_WORD})+\b")
+
+
+def _title_case_caps(text: str) -> str:
+    """Title-case the name-like words of all-caps runs, unless the whole text shouts."""
+    runs = list(_CAPS_RUN_RE.finditer(text))
+    if not runs:
+        return text
+    letters = sum(ch.isalpha() for ch in text)
+    if sum(sum(ch.isalpha() for ch in m.group()) for m in runs) > 0.6 * letters:
+        return text  # a shouted message: its words are not names
+    out = list(text)
+    for run in runs:
+        for word in re.finditer(r"\S+", run.group()):
+            core = _core(word.group())
+            lower = core.lower()
+            if lower in _COMMON_OPENERS or lower in _NOT_NAME_WORDS or lower in _PLACES:
+                continue
+            if len(core) < 2 or _PROTECTED_ID_RE.fullmatch(core):
+                continue
+            start = run.start() + word.start()
+            titled = word.group()[0] + word.group()[1:].lower()
+            out[start : start + len(titled)] = titled
+    return "".join(out)
 
 
 # -- the NLP engine -----------------------------------------------------------------------
@@ -396,6 +519,8 @@ class _AirlockSpacyNlpEngine(SpacyNlpEngine):
         if not self.nlp or language not in self.nlp:
             raise ValueError(f"language {language!r} is not loaded")
         nlp = self.nlp[language]
+        if ner != "never":
+            text = _title_case_caps(text)  # same length: offsets stay those of the original
         with self._lock:
             if ner == "never":
                 doc, ran = nlp.make_doc(text), False
@@ -687,27 +812,44 @@ class _ContextRegexRecognizer(LocalRecognizer):
 
 _MONTH = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
-    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
+    # es, fr, de, it, pt, nl (full names; the short forms above cover most abbreviations)
+    r"|enero|febrero|marzo|abril|mayo|junio|julio|agosto|se?ptiembre|octubre|noviembre|diciembre"
+    r"|janvier|f[ée]vrier|mars|avril|mai|juin|juillet|ao[ûu]t|septembre|octobre|novembre|d[ée]cembre"
+    r"|januar|j[äa]nner|februar|m[äa]rz|maerz|juni|juli|oktober|dezember"
+    r"|gennaio|febbraio|aprile|maggio|giugno|luglio|settembre|ottobre|dicembre"
+    r"|janeiro|fevereiro|mar[çc]o|maio|junho|julho|setembro|outubro|dezembro"
+    r"|januari|februari|maart|mei|augustus)\.?"
 )
-_ORD = r"(?:st|nd|rd|th)?"
+_ORD = r"(?:st|nd|rd|th|\.|º|°|er|o)?"
 _YEAR4 = r"(?:19|20)\d{2}"
+_DAY_MONTH = rf"\d{{1,2}}{_ORD}\s+(?:of\s+|de\s+)?{_MONTH}"
 _DATE_WITH_YEAR = (
     rf"(?:{_YEAR4}[/.\-]\d{{1,2}}[/.\-]\d{{1,2}}"
     rf"|\d{{1,2}}[/.\-]\d{{1,2}}[/.\-](?:{_YEAR4}|\d{{2}})"
-    rf"|\d{{1,2}}{_ORD}\s+(?:of\s+)?{_MONTH},?\s+{_YEAR4}"
+    rf"|{_DAY_MONTH},?\s+(?:de\s+|del\s+)?{_YEAR4}"
     rf"|{_MONTH}\s+\d{{1,2}}{_ORD},?\s+{_YEAR4})"
 )
-_DATE_NO_YEAR = rf"(?:{_MONTH}\s+\d{{1,2}}{_ORD}|\d{{1,2}}{_ORD}\s+(?:of\s+)?{_MONTH})"
+_DATE_NO_YEAR = rf"(?:{_MONTH}\s+\d{{1,2}}{_ORD}|{_DAY_MONTH})"
 _OLD_YEAR = r"(?:19\d{2}|200\d|201[0-2])"
 _OLD_DATE = (
     rf"(?:{_OLD_YEAR}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
-    rf"|\d{{1,2}}[/.]\d{{1,2}}[/.]{_OLD_YEAR}"
-    rf"|\d{{1,2}}{_ORD}\s+(?:of\s+)?{_MONTH},?\s+{_OLD_YEAR}"
+    rf"|\d{{1,2}}[/.\-]\d{{1,2}}[/.\-]{_OLD_YEAR}"
+    rf"|{_DAY_MONTH},?\s+(?:de\s+|del\s+)?{_OLD_YEAR}"
     rf"|{_MONTH}\s+\d{{1,2}}{_ORD},?\s+{_OLD_YEAR})"
+)
+# A child's birth date (2013-2024) in a list of travellers: "Leo Schmidt, 14/02/2016".
+_RECENT_YEAR = r"(?:201[3-9]|202[0-4])"
+_RECENT_DATE = (
+    rf"(?:\d{{1,2}}[/.\-]\d{{1,2}}[/.\-]{_RECENT_YEAR}|{_DAY_MONTH},?\s+(?:de\s+|del\s+)?{_RECENT_YEAR}"
+    rf"|{_MONTH}\s+\d{{1,2}}{_ORD},?\s+{_RECENT_YEAR}|{_RECENT_YEAR}-\d{{2}}-\d{{2}})"
 )
 _DOB_CUE = (
     r"(?:\bborn\b|\bd\.?o\.?b\b\.?|\bdate\s+of\s+birth\b|\bbirth\s*date\b|\bbirthday\b"
-    r"|\bb-?day\b|\bgeboren\b|\bnacid[oa]\b|\bn[ée]e?\b)"
+    r"|\bb-?day\b|\bgeboren\b|\bgeb\.|\bgeburtsdatum\b|\bgeburtstag\b|\bnacid[oa]s?\b|\bnac[íi]\b|\bn[ée]e?s?\b"
+    r"|\bfecha\s+de\s+nacimiento\b|\bf\.\s*nac\.|\bcumpleaños\b|\bdate\s+de\s+naissance\b"
+    r"|\banniversaire\b|\bnat[oa]\b|\bdata\s+di\s+nascita\b|\bcompleanno\b|\bnascid[oa]s?\b"
+    r"|\bdata\s+de\s+nascimento\b|\baniversário\b|\bgeboortedatum\b|\bgeboren\s+op\b)"
 )
 _GAP = r"[^\d\n!?]{0,30}?"  # up to a few words between a cue and its value
 _I = re.IGNORECASE
@@ -723,6 +865,13 @@ _DOB_PATTERNS = (
     ),
     # A full date before 2013 is almost never a travel date in a booking chat.
     _Cue("old full date", re.compile(rf"(?<![\w/.\-])(?P<v>{_OLD_DATE})(?![\w/])", _I), 0.45),
+    _Cue(
+        "recent date after a name",
+        re.compile(
+            rf"(?<=[^\W\d_])[ \t]*[,(][ \t]*(?P<v>{_RECENT_DATE})(?![\w/])(?=[ \t]*(?:\)|,|;|$))", _I | re.M
+        ),
+        0.45,
+    ),
 )
 
 _CVV_CUE = (
@@ -782,19 +931,68 @@ _NAME_RUN_SHORT = rf"(?P<v>{_NAME_WORD}(?:[ \t]+{_NAME_WORD}){{0,3}})"
 # capitalised words; "strict" also rejects stop words, openers and demonyms, and
 # "strict-rtl" keeps the capitalised words just before a trailing cue.
 _NAME_STRONG_CUE = r"(?:\bmy\s+(?:full\s+|legal\s+)?name\s+is|\bmy\s+name['’]s|\bname\s*[:=])"
+_RELATIONS = (
+    # en
+    r"wife|husband|son|daughter|mother|father|mom|mum|dad|partner|friend|colleague|boss|brother"
+    r"|sister|child|kid|assistant|fianc[ée]e?|grandmother|grandfather|grandma|grandpa|aunt|uncle"
+    r"|niece|nephew|cousin|girlfriend|boyfriend|spouse|employee|manager|client"
+    # es / pt / it / fr / de / nl
+    r"|esposa|esposo|marido|mujer|hij[oa]|madre|padre|herman[oa]|novi[oa]|pareja|amig[oa]|abuel[oa]"
+    r"|mulher|filh[oa]|mãe|mae|pai|irmão|irmao|irmã|irma|namorad[oa]|companheir[oa]|av[óô]"
+    r"|moglie|figli[oa]|fratello|sorella|fidanzat[oa]|compagn[oa]|nonn[oa]"
+    r"|femme|mari|fils|fille|mère|mere|père|pere|frère|frere|s(?:œ|oe)ur|compagne|compagnon"
+    r"|conjointe?|ami|amie|grand-mère|grand-père"
+    r"|frau|mann|ehefrau|ehemann|sohn|tochter|mutter|vater|bruder|schwester|partnerin|freundin"
+    r"|freund|kollegin|kollege|oma|opa|vrouw|man|zoon|dochter|moeder|vader|broer|zus"
+)
+_POSSESSIVES = (
+    r"my|our|in\s+my|in\s+our|mi|mis|mio|mia|mia|meu|minha|mon|ma|mes|mein|meine|meiner|meinem|meinen|mijn"
+)
 _NAME_WEAK_CUE = (
     r"(?:\b(?:full|first|last|given|family|middle|legal|passenger['’]?s?|traveller['’]?s?|traveler['’]?s?)"
     r"\s+name\s*(?:is\b|[:=\-–]|\bas\b)|\b(?:surname|lastname|firstname)\s*(?:is\b|[:=\-–])"
     r"|\bunder\s+(?:the\s+)?name(?:\s+of)?|\bpassenger\s*(?:\d+|one|two|three|four)?\s*[:#\-–]"
-    r"|\bname\s+is\b|\bname\b|\b(?:named|called)\b|\bmy\s+(?:wife|husband|son|daughter|mother|father|mom"
-    r"|dad|partner|friend|colleague|boss|brother|sister|child|kid|assistant|fianc[ée]e?),?)"
+    r"|\bname\s+is\b|\bname\b[ \t]*[,:]?|\b(?:named|called)\b"
+    rf"|\b(?:{_POSSESSIVES})\s+(?:{_RELATIONS})(?:['’]s(?:\s+name)?)?(?:\s+is)?\b[ \t]*[,:\-–]?"
+    # es / fr / it / pt / de / nl: "a nombre de", "au nom de", "auf den Namen", ...
+    r"|\bmi\s+nombre\s+(?:es|completo\s+es)\b|\bme\s+llamo\b|\bmi\s+chiamo\b|\bil\s+mio\s+nome\s+è\b"
+    r"|\bmeu\s+nome\s+(?:é|e)\b|\bme\s+chamo\b|\bchamo-me\b|\bje\s+m['’]appelle\b"
+    r"|\bmon\s+nom\s+(?:est|c['’]est)\b|\bich\s+hei(?:ß|ss)e\b|\bmein\s+name\s+ist\b"
+    r"|\bmijn\s+naam\s+is\b|\bik\s+heet\b"
+    r"|\b(?:a|al|en|em|no|à|au|a|op)\s+(?:nombre|nom|nome|naam)\s+(?:de|di|do|da|van|del)\b"
+    r"|\bsous\s+le\s+nom\s+(?:de\s+)?|\b(?:auf|unter)\s+(?:den|dem)\s+namen\b(?:\s+von)?"
+    r"|\b(?:nombre|apellidos?|nom|prénom|prenom|nom\s+de\s+famille|vorname|nachname|familienname"
+    r"|cognome|sobrenome|apelido|achternaam|voornaam)\s*[:=\-–]"
+    r"|\b(?:pasajer[oa]|passager|passagère|passagier|fluggast|reisende[rn]?|passegger[oa]|passageir[oa])"
+    r"\s*(?:\d+)?\s*[:#\-–]"
+    r"|\b(?:llamad[oa]|appelée?|chiamat[oa]|chamad[oa]|namens|genannt)\b"
+    r")"
 )
-_NAME_SELF_CUE = r"(?:\bi['’]m|\bi\s+am|\bthis\s+is|\bit['’]s|\bit\s+is)\b"
+_NAME_SELF_CUE = (
+    r"(?:\bi['’]m|\bi\s+am|\bthis\s+is|\bit['’]s|\bit\s+is|\bsoy|\bje\s+suis|\bc['’]est|\bsono"
+    r"|\bsou|\baqui\s+(?:é|e|fala)|\bhier\s+(?:ist|spricht)|\bik\s+ben)\b"
+)
 # "Hey it's Ana": the greeting and the self-introduction are one cue.
-_NAME_INTRO_CUE = rf"(?:\b(?:hi|hello|hey|dear)\b(?:[ \t]*,?[ \t]*{_NAME_SELF_CUE})?|{_NAME_SELF_CUE})"
-_NAME_SIGNOFF_CUE = r"(?:\bthanks|\bthank\s+you|\bregards|\bcheers|\bbest|\bsincerely)"
-_NAME_TRAILING_CUE = r"(?:here|speaking)\b"
-_NAME_BEFORE_DETAILS = r"(?:\(|,)?[ \t]*(?:dob\b|d\.o\.b|born\b|date\s+of\s+birth|passport\b)"
+_NAME_INTRO_CUE = (
+    r"(?:\b(?:hi|hello|hey|dear|hola|bonjour|hallo|ciao|olá|ola|oi|querid[oa]|estimad[oa]|cher|chère"
+    r"|liebe[rs]?|gentile|car[oa]|prezad[oa])\b"
+    rf"(?:[ \t]*,?[ \t]*{_NAME_SELF_CUE})?|{_NAME_SELF_CUE})"
+)
+_NAME_SIGNOFF_CUE = (
+    r"(?:\bthanks(?:\s+(?:a\s+lot|so\s+much|again|in\s+advance))?|\bthank\s+you(?:\s+(?:so\s+much|again))?"
+    r"|\b(?:best|kind|warm)?\s*regards|\bcheers|\bbest(?:\s+wishes)?|\bsincerely|\bbr\b|\bta\b"
+    r"|\b(?:muchas\s+)?gracias|\b(?:un\s+)?saludos?(?:\s+cordiales)?|\batentamente|\bcordialmente"
+    r"|\bmerci(?:\s+beaucoup|\s+d['’]avance)?|\bcordialement|\bbien\s+(?:à|a)\s+vous|\bbonne\s+journée"
+    r"|\b(?:vielen\s+)?dank(?:e(?:\s+schön)?)?|\b(?:viele|liebe|beste|freundliche)\s+grüße|\bmfg\b|\blg\b"
+    r"|\bmit\s+freundlichen\s+grüßen|\bgrazie(?:\s+mille)?|\b(?:cordiali\s+)?saluti|\bdistinti\s+saluti"
+    r"|\bobrigad[oa]|\batenciosamente|\babraços?|\bbedankt|\b(?:met\s+)?(?:vriendelijke\s+)?groet(?:en)?)"
+)
+_NAME_TRAILING_CUE = r"(?:here|speaking|al\s+habla|à\s+l['’]appareil|am\s+apparat)\b"
+_NAME_BEFORE_DETAILS = (
+    r"(?:\(|,)?[ \t]*(?:dob\b|d\.o\.b|born\b|date\s+of\s+birth|passport\b|n[ée]e?\s+le\b|geb(?:oren|\.)"
+    r"|nacid[oa]\b|nat[oa]\s+il\b|nascid[oa]\b|fecha\s+de\s+nacimiento|date\s+de\s+naissance"
+    r"|geburtsdatum|data\s+di\s+nascita|data\s+de\s+nascimento)"
+)
 _NAME_FOLLOW = re.compile(rf"[ \t]*{_NAME_RUN}")
 _NAME_BEFORE = re.compile(rf"{_NAME_RUN_SHORT}\Z")
 _NAME_FOLLOW_SHORT = re.compile(rf"[ \t]*,?[ \t]*{_NAME_RUN_SHORT}")
@@ -802,9 +1000,19 @@ _NAME_PATTERNS = (
     _Cue("strong", re.compile(rf"(?i:{_NAME_STRONG_CUE})"), 0.7, _NAME_FOLLOW),
     _Cue("weak", re.compile(rf"(?i:{_NAME_WEAK_CUE})"), 0.7, _NAME_FOLLOW),
     _Cue("strict", re.compile(rf"(?i:{_NAME_INTRO_CUE})"), 0.6, _NAME_FOLLOW_SHORT),
+    # Sign-offs: "Thanks, Maria" / "Gracias,\nMaría" at the end of a line or of the message.
     _Cue(
         "strict-all",
-        re.compile(rf"(?i:{_NAME_SIGNOFF_CUE})[ \t]*[,!]?[ \t]*{_NAME_RUN_SHORT}[ \t]*[.!]?[ \t]*$", re.M),
+        re.compile(
+            rf"(?i:{_NAME_SIGNOFF_CUE})[ \t]*[,!.]?[ \t]*(?:\n[ \t]*)?[-–—~]?[ \t]*{_NAME_RUN_SHORT}[ \t]*[.!]?[ \t]*$",
+            re.M,
+        ),
+        0.6,
+    ),
+    # A name alone on the last line of a message of several lines, after a dash or not.
+    _Cue(
+        "strict-all",
+        re.compile(rf"\n[ \t]*[-–—~]?[ \t]*(?P<v>{_NAME_WORD}(?:[ \t]+{_NAME_WORD}){{0,2}})[ \t]*\Z"),
         0.6,
     ),
     # Trailing cues: find the cue first (cheap), then the name that ends where it starts.
@@ -848,12 +1056,12 @@ def _refine_name(text: str, start: int, end: int, mode: str) -> tuple[int, int] 
         if lower in _NAME_PARTICLES and kept:
             kept.append(word)
             continue
-        if lower in _NOT_NAME_WORDS or (lower in STOP_WORDS and (not kept or not token[0].isupper())):
+        if lower in _NOT_NAME_WORDS or (lower in _ALL_STOP_WORDS and (not kept or not token[0].isupper())):
             break
         cased = token[0].isupper() or token[0].islower()
         if need_caps and cased and not token[0].isupper():
             break
-        if strict and cased and not _is_name_candidate(token, True):
+        if strict and cased and not _is_name_candidate(token, True, caps=True):
             if mode == "strict-all":
                 return None
             break
@@ -979,8 +1187,13 @@ def get_analyzer() -> AnalyzerEngine:
 
 
 def warm_up() -> None:
-    """Build the analyzer and run it once so the first real message pays no load cost."""
+    """Build the analyzer and the language identifier, and run both once.
+
+    The first real message then pays no load cost (models load at start-up, not lazily).
+    """
+    _language_identifier()
     detect("Hi, this is Jane Doe, jane@example.com, +1 415 555 0134.", ner="always")
+    detect("Hola, soy Ana García. Gracias, Ana")
 
 
 # -- detection and masking ------------------------------------------------------------
@@ -1038,6 +1251,11 @@ def _check_entities(entities: Iterable[str] | None) -> tuple[str, ...]:
     return chosen
 
 
+def _check_language(language: str) -> None:
+    if language not in ("auto", "en"):
+        raise ValueError(f"language {language!r} is not configured; use 'auto' or 'en'")
+
+
 def _person_is_plausible(value: str) -> bool:
     words = value.split()
     if not words or any(ch.isdigit() or ch in "_@<>/" for ch in value):
@@ -1082,7 +1300,7 @@ def _trim_person(text: str, start: int, end: int) -> tuple[int, int]:
     return start + words[0].start(), start + words[-1].end()
 
 
-def _resolve(text: str, results: Sequence[RecognizerResult]) -> list[Span]:
+def _resolve(text: str, results: Sequence[RecognizerResult], allow: frozenset[str] = frozenset()) -> list[Span]:
     protected = [m.span() for m in _PROTECTED_RE.finditer(text)]
     protected += [m.span("v") for m in _TICKET_RE.finditer(text)]
     placeholders = [m.span() for m in PLACEHOLDER_RE.finditer(text)]
@@ -1097,6 +1315,14 @@ def _resolve(text: str, results: Sequence[RecognizerResult]) -> list[Span]:
         if start >= end:
             continue
         blockers = placeholders if r.entity_type in _VALIDATED else protected
+        if r.entity_type == "PERSON" and len(text[start:end].split()) > 1:
+            # "ANNA MARTIN", "JOHN LEE": a caps word of letters only is a name part here,
+            # not a booking code or an airport; identifiers with digits still block.
+            blockers = [
+                (b_start, b_end)
+                for b_start, b_end in blockers
+                if not text[b_start:b_end].isalpha()
+            ]
         if any(start < b_end and b_start < end for b_start, b_end in blockers):
             continue
         if r.entity_type == "PERSON":
@@ -1109,8 +1335,10 @@ def _resolve(text: str, results: Sequence[RecognizerResult]) -> list[Span]:
             if from_ner:
                 start, end = _trim_person(text, start, end)
             value = " ".join(text[start:end].lower().split())
-            if not value or value in _PLACES:
+            if not value or value in _PLACES or value in allow:
                 continue
+            if allow and all(_core(w).lower() in allow or _core(w).lower() in _PLACES for w in value.split()):
+                continue  # "Heathrow Gatwick", "Heathrow T5"
             if text[start:end].endswith(("'s", "’s")):
                 end -= 2  # "Kevin's" and "Kevin" must share a placeholder
         candidates.append(Span(entity_type=r.entity_type, start=start, end=end, score=float(r.score)))
@@ -1144,9 +1372,10 @@ def detect(
     *,
     entities: Iterable[str] | None = None,
     score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-    language: str = "en",
+    language: str = "auto",
     ner: NerMode = "auto",
     ner_window: int = DEFAULT_NER_WINDOW,
+    allow: Iterable[str] = (),
 ) -> list[Span]:
     """Return the non-overlapping PII spans of ``text`` (positions only, no values).
 
@@ -1154,15 +1383,24 @@ def detect(
         text: The text to analyse.
         entities: Entity types to look for (default: all of :data:`SUPPORTED_ENTITIES`).
         score_threshold: Minimum confidence.
-        language: Only ``"en"`` is configured.
+        language: ``"auto"`` detects the language and runs NER only if a model for it is
+            loaded (English); elsewhere names come from cues and patterns only. ``"en"``
+            treats every text as English.
         ner: ``"auto"`` runs spaCy NER only around capitalised words that may be names,
             ``"always"`` on the whole text, ``"never"`` not at all (no NER PERSON).
         ner_window: Words of context either side of a name candidate in ``"auto"`` mode.
+        allow: Terms never masked as a name (e.g. the domain's airports and places).
 
     Returns:
         Spans sorted by start offset.
     """
-    return _detect(text, _check_entities(entities), score_threshold, language, ner, ner_window).spans
+    return _detect(
+        text, _check_entities(entities), score_threshold, language, ner, ner_window, _allow_set(allow)
+    ).spans
+
+
+def _allow_set(terms: Iterable[str]) -> frozenset[str]:
+    return frozenset(" ".join(str(t).lower().split()) for t in terms if str(t).strip())
 
 
 def _name_cue_recognizer(analyzer: AnalyzerEngine) -> _ContextRegexRecognizer:
@@ -1179,6 +1417,7 @@ def _detect(
     language: str,
     ner: NerMode,
     ner_window: int,
+    allow: frozenset[str] = frozenset(),
 ) -> _Detection:
     if not text or not text.strip() or not entities:
         return _Detection([], False)
@@ -1186,21 +1425,27 @@ def _detect(
     engine = analyzer.nlp_engine
     assert isinstance(engine, _AirlockSpacyNlpEngine)
     mode: NerMode = ner if "PERSON" in entities else "never"
+    loaded: tuple[str, ...] = tuple(engine.nlp or ())
+    ner_language = _ner_language(text, loaded) if language == "auto" else language
+    if ner_language is None:
+        # No NER model for this language: an English model reads ordinary words of other
+        # languages as names ("Wann verfallen meine Meilen?"). Cues and patterns still run.
+        mode, ner_language = "never", loaded[0]
     known: list[tuple[int, int]] = []
     if mode == "auto":
         # Names a cue already found ("my name is ...") need no NER; the cue recogniser
         # runs again inside analyze(), which costs microseconds.
         cue = _name_cue_recognizer(analyzer)
         known = [(r.start, r.end) for r in cue.analyze(text, ["PERSON"])]
-    artifacts, ner_ran = engine.process(text, language, ner=mode, radius=ner_window, known=known)
+    artifacts, ner_ran = engine.process(text, ner_language, ner=mode, radius=ner_window, known=known)
     results = analyzer.analyze(
         text=text,
-        language=language,
+        language=ner_language,
         entities=list(entities),
         score_threshold=score_threshold,
         nlp_artifacts=artifacts,
     )
-    return _Detection(_resolve(text, results), ner_ran)
+    return _Detection(_resolve(text, results, allow), ner_ran)
 
 
 def _mask(text: str, spans: Sequence[Span], vault: Vault) -> tuple[str, list[Entity]]:
@@ -1280,8 +1525,9 @@ def mask_text(
     *,
     entities: Iterable[str] | None = None,
     score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-    language: str = "en",
+    language: str = "auto",
     ner: NerMode = "auto",
+    allow: Iterable[str] = (),
 ) -> tuple[str, list[Entity]]:
     """Replace every PII value in ``text`` by its placeholder.
 
@@ -1295,13 +1541,17 @@ def mask_text(
             :class:`nodes.guards.vault.Vault`), or None.
         entities: Entity types to mask (default: all supported).
         score_threshold: Minimum detection confidence.
-        language: Only ``"en"``.
+        language: ``"auto"`` or ``"en"``; see :func:`detect`.
         ner: See :func:`detect`.
+        allow: Terms never masked as a name; see :func:`detect`.
 
     Returns:
         The masked text and the masked entities (placeholders and offsets, no values).
     """
-    spans = _detect(text, _check_entities(entities), score_threshold, language, ner, DEFAULT_NER_WINDOW).spans
+    _check_language(language)
+    spans = _detect(
+        text, _check_entities(entities), score_threshold, language, ner, DEFAULT_NER_WINDOW, _allow_set(allow)
+    ).spans
     if not spans:
         return text, []
     return _mask(text, spans, vault if vault is not None else InMemoryVault())
@@ -1326,12 +1576,16 @@ class PiiLayer:
     Args:
         entities: Entity types to mask (default: all of :data:`SUPPORTED_ENTITIES`).
         score_threshold: Minimum detection confidence (0..1).
-        language: Language of the texts; only ``"en"`` is configured.
+        language: ``"auto"`` (detect each text's language; English NER only on English
+            text, cues and patterns everywhere) or ``"en"`` (every text is English).
         action_on_detect: ``"modify"`` (pass the masked text on), ``"block"`` or
             ``"escalate"``; the masked text is returned in every case.
         ner: ``"auto"`` (NER only around possible names), ``"always"`` or ``"never"``.
         ner_window: Words of context either side of a name candidate for NER.
         preload: Build the analyzer now instead of on the first message.
+        fields: JSON keys whose values are PII by schema, mapped to their entity type.
+        allow: Terms never masked as a name: the domain's places (airports, cities) that
+            the English model mistakes for people ("Heathrow").
     """
 
     name: ClassVar[str] = "pii"
@@ -1341,12 +1595,13 @@ class PiiLayer:
         *,
         entities: Sequence[str] | None = None,
         score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-        language: str = "en",
+        language: str = "auto",
         action_on_detect: str = "modify",
         ner: NerMode = "auto",
         ner_window: int = DEFAULT_NER_WINDOW,
         preload: bool = False,
         fields: Mapping[str, str] | None = None,
+        allow: Sequence[str] = (),
     ) -> None:
         self.entities = _check_entities(entities)
         # Structured records (JSON tool results): values of these keys are PII by schema, so
@@ -1357,8 +1612,10 @@ class PiiLayer:
                 raise ValueError(f"fields: invalid entity type {entity_type!r}: use UPPER_SNAKE_CASE")
         if not 0.0 <= float(score_threshold) <= 1.0:
             raise ValueError(f"score_threshold must be between 0 and 1, got {score_threshold}")
-        if language != "en":
-            raise ValueError(f"language {language!r} is not configured; only 'en' is")
+        _check_language(language)
+        if isinstance(allow, str) or not all(isinstance(t, str) for t in allow):
+            raise ValueError("allow must be a list of strings")
+        self.allow = _allow_set(allow)
         if action_on_detect not in _ACTIONS:
             raise ValueError(f"action_on_detect must be one of {sorted(_ACTIONS)}, got {action_on_detect!r}")
         if ner not in ("auto", "always", "never"):
@@ -1383,7 +1640,9 @@ class PiiLayer:
             text, by_field = _mask_fields(text, self.fields, vault)
             if by_field:
                 ner = "never"  # names in a record live in its fields, masked above
-        detection = _detect(text, self.entities, self.score_threshold, self.language, ner, self.ner_window)
+        detection = _detect(
+            text, self.entities, self.score_threshold, self.language, ner, self.ner_window, self.allow
+        )
         masked, found = _mask(text, detection.spans, vault) if detection.spans else (text, [])
         found = by_field + found
         latency = (time.perf_counter() - started) * 1000.0

@@ -40,7 +40,6 @@ __all__ = [
     "load_blocklist",
 ]
 
-DEFAULT_LANGUAGES = ("en", "es", "fr", "de", "pt", "it")
 _MAX_DEPTH = 2
 # Separator-free matching only for phrases long enough that gluing words together cannot
 # make them appear by accident ("the system prompted" must not match "system prompt").
@@ -79,6 +78,11 @@ def available_languages() -> tuple[str, ...]:
             if len(p.stem) == 2 and p.stem.isalpha()
         )
     )
+
+
+#: Every shipped list: a list that ships but is not loaded protects nobody (a Russian
+#: "ignore all previous instructions" used to pass layer 1).
+DEFAULT_LANGUAGES: tuple[str, ...] = available_languages()
 
 
 def _parse_lines(text: str) -> list[tuple[str, str]]:
@@ -272,11 +276,15 @@ class InjectionScanner:
     def __init__(
         self,
         *,
-        languages: Sequence[str] = DEFAULT_LANGUAGES,
+        languages: Sequence[str] | str = DEFAULT_LANGUAGES,
         extra_patterns: Sequence[str] | Mapping[str, str] = (),
         decode_payloads: bool = True,
     ) -> None:
-        """Build (or reuse, cached) the matcher for ``languages`` plus ``extra_patterns``."""
+        """Build (or reuse, cached) the matcher for ``languages`` (or ``"all"``) plus ``extra_patterns``."""
+        if isinstance(languages, str):
+            if languages != "all":
+                raise ValueError(f"languages must be a list of codes or 'all', got {languages!r}")
+            languages = available_languages()
         langs = tuple(dict.fromkeys(str(lang).lower() for lang in languages))
         for lang in langs:
             load_blocklist(lang)  # fail at construction on an unknown language
@@ -333,7 +341,7 @@ class PreFilter:
         *,
         max_chars: int = 4000,
         min_chars: int = 1,
-        languages: Sequence[str] = DEFAULT_LANGUAGES,
+        languages: Sequence[str] | str = DEFAULT_LANGUAGES,
         decode_payloads: bool = True,
         extra_patterns: Sequence[str] | Mapping[str, str] = (),
         max_combining: int = 3,
@@ -344,7 +352,8 @@ class PreFilter:
         Args:
             max_chars: Longest accepted message, in characters, before normalisation.
             min_chars: Shortest accepted message once surrounding whitespace is removed.
-            languages: Blocklist languages to load (``blocklists/<lang>.txt``).
+            languages: Blocklist languages to load (``blocklists/<lang>.txt``), or ``"all"``
+                (the default is every shipped list too).
             decode_payloads: Decode base64/hex/rot13/URL/entity payloads and re-scan them.
             extra_patterns: More phrases (a list, or a mapping pattern id -> phrase), reported
                 as ``blocklist:custom:<id>``.

@@ -173,6 +173,11 @@ class SafetyClassifier:
                     self._client = httpx.Client(timeout=self.timeout_s, headers=self._headers)
         return self._client
 
+    def warm_up(self) -> None:
+        """Open the HTTP client at start-up (no request is sent)."""
+        if self.url is not None:
+            self._http()
+
     def close(self) -> None:
         """Close the HTTP connection pool."""
         if self._client is not None:
