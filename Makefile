@@ -41,6 +41,7 @@ bench: $(STAMP) ## Guard-pipeline and guarded-turn latency benchmarks
 
 train: $(STAMP) ## Rebuild the classifier artefacts bit-for-bit (needs ../shared/data)
 	$(BIN)/python -m evals.train_classifiers
+	$(BIN)/python -m evals.train_encoder
 
 eval: $(STAMP) ## Quality reports (classifiers, PII)
 	$(BIN)/airlock eval

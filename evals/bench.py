@@ -201,11 +201,22 @@ def run_bench(*, n: int | None = None, repeat: int = 3, first_runs: int = 3) -> 
                   LayerSpec(name="pii")], ctx_in),
         texts,
     )
+
     def policy_l13() -> Callable[[str], Any]:
         pipe = build_l13("policy")
         return lambda text: pipe.run(text, ctx_in)
 
     stage("L1-3 policy pipeline", policy_l13, texts)
+    # The linear-only pipeline above beside the same with the encoder resolving its
+    # uncertain band, as the policy runs it (most messages never reach the encoder).
+    stage(
+        "L1-3 + encoder (uncertain band)",
+        pipeline([LayerSpec(name="prefilter"), LayerSpec(name="classifiers"),
+                  LayerSpec(name="encoder", params={"confirm_action": "escalate"}, fail_open=True,
+                            only_if_escalated=True), LayerSpec(name="pii")], ctx_in),
+        texts,
+    )
+    stage("L2b encoder (every message)", layer("encoder", ctx_in), texts)
     out_specs = [
         LayerSpec(name=s.name, params={"allow": ["example-air.com"]})
         if s.name == "url_allowlist" else s

@@ -7,6 +7,6 @@
 module is cheap.
 """
 
-from nodes.guards import classifiers, output, pii, prefilter, safety  # noqa: F401
+from nodes.guards import classifiers, encoder, output, pii, prefilter, safety  # noqa: F401
 
 __all__: list[str] = []

@@ -13,7 +13,11 @@ Semantics of :meth:`GuardPipeline.run`:
 * a layer that raises BLOCKs with reason ``layer_error:<name>`` (fail-safe). Only the
   exception's type is recorded: its message may quote the input. A ``fail_open`` layer that
   raises is recorded as ALLOW ``layer_error_fail_open`` instead; a failing fail-open
-  resolver leaves the escalation unresolved, since it gave no verdict.
+  resolver leaves the escalation unresolved, since it gave no verdict;
+* resolvers chain in policy order, with no extra option: the ``encoder`` layer, listed with
+  ``only_if_escalated`` before ``safety``, runs only on the linear stage's uncertain band
+  and its ALLOW or BLOCK replaces the band (safety then never runs); only its ESCALATE hands
+  the message on.
 
 The default layer lists below are what the policy's ``guards`` section produces when it
 lists nothing; ``layer_specs`` turns the policy's ``LayerConfig`` entries into specs.
@@ -237,10 +241,13 @@ def layer_specs(configs: Iterable[Any]) -> list[LayerSpec]:
 
 
 def default_input_layers() -> list[LayerSpec]:
-    """Return the built-in input pipeline: prefilter, classifiers, PII, safety (escalation)."""
+    """Return the built-in input pipeline: prefilter, classifiers, encoder, PII, safety."""
     return [
         LayerSpec(name="prefilter", params={}),
         LayerSpec(name="classifiers", params={}),
+        # Resolves layer 2's uncertain band before layer 4; clears, never blocks (encoder.md).
+        LayerSpec(name="encoder", params={"confirm_action": "escalate"}, fail_open=True,
+                  only_if_escalated=True),
         LayerSpec(name="pii", params={}),
         LayerSpec(name="safety", params={"uncertain_action": "review"}, only_if_escalated=True),
     ]
