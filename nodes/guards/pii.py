@@ -392,8 +392,13 @@ def _language_identifier() -> Any:
     return _LANG_ID
 
 
+_LANG_SAMPLE_CHARS = 400
+
+
 def _language_scores(text: str) -> tuple[int, dict[str, float]]:
-    cleaned = _LANG_NOISE_RE.sub(" ", text)
+    # The first few hundred characters tell the language as well as the whole text, and the
+    # identifier's cost grows with the length (a JSON tool result is thousands of characters).
+    cleaned = _LANG_NOISE_RE.sub(" ", text[:_LANG_SAMPLE_CHARS])
     letters = [ch for ch in cleaned if ch.isalpha()]
     if not letters:
         return 0, {}
@@ -417,6 +422,11 @@ def detect_language(text: str) -> str:
 
 def _ner_language(text: str, loaded: Iterable[str]) -> str | None:
     """Return the loaded NER language to run on ``text``, or None (patterns and cues only)."""
+    loaded = tuple(loaded)
+    if text.lstrip()[:1] in ("{", "[") and "en" in loaded:
+        # A JSON record (a tool result): its keys are English and its PII fields are masked by
+        # schema before this runs; identifying the language of JSON syntax costs and says nothing.
+        return "en"
     n_letters, scores = _language_scores(text)
     if not scores:
         return None
