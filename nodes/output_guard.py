@@ -27,10 +27,15 @@ def _transferred(messages: list[Any]) -> bool:
     for message in reversed(messages[:-1]):  # the newest message is the answer being guarded
         if isinstance(message, ToolMessage) and message.name == "transfer_to_human_agents":
             try:
-                status = json.loads(str(message.content)).get("status")
+                result = json.loads(str(message.content))
+                status = result.get("status")
+                if status == "deduplicated":
+                    status = result.get("original_status")
             except (ValueError, AttributeError):
                 status = None
-            return status not in {"denied", "error", "invalid", "unavailable"}
+            # Only a hand-off that happened is a transfer: one a reviewer rejected (or that
+            # timed out, was declined or failed) must not tell the customer to hold on.
+            return status == "ok"
         if isinstance(message, AIMessage) and not message.tool_calls:
             return False
     return False

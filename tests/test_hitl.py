@@ -80,11 +80,14 @@ def test_reject_returns_the_reviewers_message_to_the_agent(services):
     thread = app.new_thread(user_id=USER)
     app.send(thread_id=thread, user_id=USER, text="Please transfer me to a human agent")
     review = app.list_reviews(roles=REVIEWER)[0]
-    app.decide_review(review_id=review["review_id"], reviewer="sam", roles=REVIEWER, action="reject",
-                      message="No agent is free; the assistant can help with the baggage question.")
+    done = app.decide_review(review_id=review["review_id"], reviewer="sam", roles=REVIEWER, action="reject",
+                             message="No agent is free; the assistant can help with the baggage question.")
     payload = tool_payloads(app.messages(thread))[-1]
     assert payload["status"] == "rejected_by_reviewer"
     assert "No agent is free" in payload["message"]
+    # A refused hand-off is not a transfer: the customer is not told to hold on for a human,
+    # and the reviewer's words reach them.
+    assert "TRANSFERRED" not in done.reply and "No agent is free" in done.reply
 
 
 def test_large_charge_escalates_before_the_gate_and_edit_passes_guardrails_again(services):
