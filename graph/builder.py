@@ -11,7 +11,6 @@ from langgraph.types import Checkpointer
 from graph.context import AirlockContext
 from graph.state import AirlockState, InputState
 from nodes.agent import CallModel, route_after_model
-from nodes.guardrails.outcomes import OutcomeStore
 from nodes.input_guard import InputGuard, respond_refusal_factory, route_after_input
 from nodes.output_guard import OutputGuard
 from nodes.tool_guard import ToolGuard
@@ -53,7 +52,7 @@ def build_graph(
         "respond_refusal": respond_refusal_factory(policy.guards.refusal_message),
         "call_model": CallModel(
             model=chat_model, tools=services.domain.model_tools(),
-            outcomes=OutcomeStore(pool=services.pool), scan_result=services.scan_tool_result,
+            outcomes=services.outcomes, scan_result=services.scan_tool_result,
         ),
         "guard_tool_call": ToolGuard(
             policy=policy, domain=services.domain, audit=services.audit,

@@ -29,10 +29,9 @@ class StaleDecisionError(AirlockError):
     denies.
     """
 
-    def __init__(self, reason: str, *, facts: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.facts = dict(facts or {})
 
 
 class WriteGuard(Protocol):

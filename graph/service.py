@@ -93,13 +93,6 @@ def _kind(value: Any) -> str:
     return "unknown"
 
 
-def _visible_text(message: AIMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content.strip()
-    return " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content).strip()
-
-
 def interrupt_text(gate: PendingInterrupt) -> str:
     """Render a confirm gate's or a question's own message from its payload (code, not the model)."""
     value = gate.value
@@ -322,7 +315,7 @@ class AirlockApp:
         for message in reversed(list(snapshot.values.get("messages", []))):
             if isinstance(message, HumanMessage):
                 return True  # the model said nothing since the customer last spoke
-            if isinstance(message, AIMessage) and _visible_text(message):
+            if isinstance(message, AIMessage) and message.text.strip():  # text blocks only, as shown
                 break  # model text shown with (or after) the interrupt's message
         with self.services.pool.connection() as conn:
             row = conn.execute(

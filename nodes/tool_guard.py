@@ -120,16 +120,16 @@ class _Authorisation:
         variables = {"args": args, "facts": facts}
         verdict = guard._pre_tool(tool, variables)
         if (verdict.action, verdict.rule) != (self._verdict.action, self._verdict.rule):
-            raise StaleDecisionError(f"policy check {verdict.rule or verdict.action} now applies", facts=facts)
+            raise StaleDecisionError(f"policy check {verdict.rule or verdict.action} now applies")
         forced = (verdict.rule, verdict.message) if verdict.action == "escalate" else None
         case = guard._case(tool, args, facts, forced)
         if case != self._case:
-            raise StaleDecisionError(f"review {case or 'none'} now applies", facts=facts)
+            raise StaleDecisionError(f"review {case or 'none'} now applies")
         if guard._confirm_needed(tool, variables) != self._confirm_needed:
-            raise StaleDecisionError("confirmation requirement changed", facts=facts)
+            raise StaleDecisionError("confirmation requirement changed")
         bound = _binding(state_token, self._thread_id, self._call_id)
         if self._digest and call_hash(tool, args, facts, bound) != self._digest:
-            raise StaleDecisionError("the amount or the booking changed", facts=facts)
+            raise StaleDecisionError("the amount or the booking changed")
 
     def record(self, cursor: Any, result: Mapping[str, Any]) -> None:
         """Store the outcome and its audit event in the write's transaction."""
@@ -178,6 +178,13 @@ class Reviewer(Protocol):
         actor: str, call_id: str, forced: tuple[str, str] | None,
     ) -> ReviewDecision | None:
         """Escalate if a rule says so and return the reviewer's decision."""
+        ...
+
+    def case_id(
+        self, *, phase: Literal["before", "after"], tool: str, args: dict[str, Any], facts: dict[str, Any],
+        forced: tuple[str, str] | None,
+    ) -> str | None:
+        """Return the id of the case the call would be escalated for, without asking anyone."""
         ...
 
 
@@ -365,11 +372,7 @@ class ToolGuard:
         if self._reviewer is None:
             return ""
         # Which review case applies (without asking): part of the decision the write re-checks.
-        # A reviewer hook without ``case_id`` (a test double) is bound by its forced rule only.
-        case_of = getattr(self._reviewer, "case_id", None)
-        if case_of is None:
-            return f"forced:{forced[0]}" if forced else ""
-        return str(case_of(phase="before", tool=name, args=args, facts=facts, forced=forced) or "")
+        return self._reviewer.case_id(phase="before", tool=name, args=args, facts=facts, forced=forced) or ""
 
     def _decide_and_run(
         self, *, name: str, args: dict[str, Any], spec_write: bool, call_id: str, user_id: str | None,
@@ -411,12 +414,16 @@ class ToolGuard:
             key = f"{name}:call:{thread_id}:{call_id}"
         if key is not None:
             prefix = f"{request}@" if request else None
-            unsettled = self._settle_unknown(key, prefix, ttl, pre_state)
-            if unsettled is not None:
-                return self._finish("unknown", unsettled, thread_id, actor, name, base, audit_args,
+            claims = self._idem.open_claims(key=key, prefix=prefix)
+            unknown = self._settle_unknown([c for c in claims if self._idem.unsettled(c)], request, ttl, pre_state)
+            if unknown is not None:
+                return self._finish("unknown", unknown, thread_id, actor, name, base, audit_args,
                                     event="tool.unknown")
-            wait = idem.wait_timeout if idem else 30.0
-            cached = self._idem.await_in_flight(key, prefix=prefix, wait_timeout=wait)
+            if any(not self._idem.unsettled(c) for c in claims):  # a live duplicate is running: wait for it
+                wait = idem.wait_timeout if idem else 30.0
+                cached = self._idem.await_in_flight(key, prefix=prefix, wait_timeout=wait)
+            else:
+                cached = self._idem.lookup(key)
             if cached is not None:
                 if cached.get("_origin") != origin:
                     return self._deduplicated(name, cached, thread_id, actor, base, audit_args, key)
@@ -432,7 +439,7 @@ class ToolGuard:
                 return self._deduplicated(name, latest, thread_id, actor, base, audit_args, key)
 
         # 3. escalation before the call (a pre-tool `escalate` rule, or a before-phase rule)
-        case = self._case(name, args, facts, forced)
+        case = self._case(name, args, facts, forced) if spec_write else ""  # re-checked by the write
         reviewed = False
         if self._reviewer is not None:
             decision = self._reviewer(
@@ -513,7 +520,6 @@ class ToolGuard:
                 "guardrail.revalidated", actor=actor, thread_id=thread_id, tool=name,
                 payload={**base, "reason": exc.reason, "args": audit_args},
             )
-            decisions.append({**base, "guardrail": "revalidate", "action": "changed", "reason": exc.reason})
             return exc
         except ServiceUnavailableError as exc:
             settled = self._settle_attempt(key, token, backend_key, spec_write, ttl)
@@ -566,24 +572,26 @@ class ToolGuard:
             str(content["status"]), content, thread_id, actor, name,
             {**base, "confirmed_by": confirmed_by, "idempotency_key": key}, audit_args,
             event="tool.executed", decisions=decisions, scanned=True,
-            audited=spec_write and authorisation.recorded,
+            audited=authorisation.recorded,
         )
         return self._review_after(name, args, facts, content, thread_id, actor, call_id, again,
                                   outcome)
 
-    def _settle_unknown(self, key: str, prefix: str | None, ttl: float, state: str) -> dict[str, Any] | None:
-        """Reconcile earlier attempts of this request whose outcome is unknown; None once all are settled."""
-        for row in self._idem.unsettled(key=key, prefix=prefix):
+    def _settle_unknown(
+        self, claims: list[dict[str, Any]], request: str | None, ttl: float, state: str
+    ) -> dict[str, Any] | None:
+        """Reconcile earlier attempts whose outcome is unknown; None once all are settled."""
+        for row in claims:
             try:
                 done = self._domain.reconcile(write_key(str(row["key"]), str(row["owner"])))
             except self._domain.error_type:
                 return dict(_UNKNOWN)
             self._idem.settle(str(row["key"]), str(row["owner"]), result=done, ttl=ttl)
-            if done is not None and prefix is not None:
+            if done is not None and request is not None:
                 clean = {k: v for k, v in done.items() if not k.startswith("_")}
                 # The late write is the latest completion of the request: a retry on the state it
                 # left behind (the state now) is a duplicate of it, not a new request.
-                self._idem.remember(prefix.rstrip("@"), {**clean, "_post_state": state}, ttl=ttl)
+                self._idem.remember(request, {**clean, "_post_state": state}, ttl=ttl)
         return None
 
     def _settle_attempt(

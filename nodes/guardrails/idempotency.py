@@ -146,20 +146,13 @@ class IdempotencyStore:
         """
         deadline = time.monotonic() + wait_timeout
         while True:
-            with self._pool.connection() as conn:
-                rows = conn.execute(
-                    "SELECT holder, extract(epoch FROM now() - claimed_at) AS age FROM idempotency_keys"
-                    " WHERE status = 'in_progress'"
-                    " AND (key = %s OR (%s::text IS NOT NULL AND starts_with(key, %s::text)))",
-                    (key, prefix, prefix),
-                ).fetchall()
-            busy = [r for r in rows if not self._dead(r)]  # type: ignore[arg-type]
+            busy = [r for r in self.open_claims(key=key, prefix=prefix) if not self.unsettled(r)]
             if not busy or time.monotonic() >= deadline:
                 return self.lookup(key)
             time.sleep(poll)
 
-    def unsettled(self, *, key: str, prefix: str | None = None) -> list[dict[str, Any]]:
-        """Return claims of this request whose write may have happened: unknown, or held by a dead process."""
+    def open_claims(self, *, key: str, prefix: str | None = None) -> list[dict[str, Any]]:
+        """Return the claims of ``key`` (or of any key starting with ``prefix``) not yet completed."""
         with self._pool.connection() as conn:
             rows = conn.execute(
                 "SELECT key, owner, status, holder, extract(epoch FROM now() - claimed_at) AS age"
@@ -167,7 +160,11 @@ class IdempotencyStore:
                 " AND (key = %s OR (%s::text IS NOT NULL AND starts_with(key, %s::text)))",
                 (key, prefix, prefix),
             ).fetchall()
-        return [dict(r) for r in rows if r["status"] == "unknown" or self._dead(r)]  # type: ignore[call-overload,index,arg-type]
+        return [dict(r) for r in rows]  # type: ignore[call-overload]
+
+    def unsettled(self, claim: Mapping[str, Any]) -> bool:
+        """Return whether an open claim's write may have happened unseen: unknown, or its holder is dead."""
+        return claim["status"] == "unknown" or self._dead(claim)
 
     def settle(
         self, key: str, owner: str, *, result: Mapping[str, Any] | None, ttl: float

@@ -198,32 +198,29 @@ class CursorReads:
         )
         money_row = self.cur.fetchone() or {}
         self.cur.execute(
-            "SELECT count(*) AS n, coalesce(sum((after->>'amount')::numeric), 0) AS usd,"
-            " count(*) FILTER (WHERE conversation_id = %(c)s) AS n_conv,"
-            " coalesce(sum((after->>'amount')::numeric) FILTER (WHERE conversation_id = %(c)s), 0) AS usd_conv"
-            " FROM airline_events WHERE user_id = %(u)s AND tool = 'send_certificate'"
-            " AND created_at > now() - interval '24 hours'",
+            "SELECT count(*) FILTER (WHERE cert) AS n, coalesce(sum(usd) FILTER (WHERE cert), 0) AS usd,"
+            " count(*) FILTER (WHERE cert AND conversation_id = %(c)s) AS n_conv,"
+            " coalesce(sum(usd) FILTER (WHERE cert AND conversation_id = %(c)s), 0) AS usd_conv,"
+            " count(*) FILTER (WHERE NOT cert) AS bookings, coalesce(sum(pax) FILTER (WHERE NOT cert), 0) AS pax"
+            " FROM (SELECT tool = 'send_certificate' AS cert, conversation_id,"
+            "   CASE WHEN tool = 'send_certificate' THEN (after->>'amount')::numeric END AS usd,"
+            "   CASE WHEN tool = 'book_reservation' THEN jsonb_array_length(after->'passengers') END AS pax"
+            "   FROM airline_events WHERE user_id = %(u)s AND tool IN ('send_certificate', 'book_reservation')"
+            "   AND created_at > now() - interval '24 hours') AS recent",
             {"u": user_id, "c": conversation_id or ""},
         )
-        cert_row = self.cur.fetchone() or {}
-        self.cur.execute(
-            "SELECT count(*) AS n, coalesce(sum(jsonb_array_length(after->'passengers')), 0) AS pax"
-            " FROM airline_events WHERE user_id = %s AND tool = 'book_reservation'"
-            " AND created_at > now() - interval '24 hours'",
-            (user_id,),
-        )
-        book_row = self.cur.fetchone() or {}
+        events_row = self.cur.fetchone() or {}
         return {
             "charged_usd_24h": float(money_row.get("charged_24h", 0)),
             "refunded_usd_24h": float(money_row.get("refunded_24h", 0)),
             "charged_usd_conversation": float(money_row.get("charged_conv", 0)),
             "refunded_usd_conversation": float(money_row.get("refunded_conv", 0)),
-            "certificates_24h": int(cert_row.get("n", 0)),
-            "certificates_usd_24h": float(cert_row.get("usd", 0)),
-            "certificates_conversation": int(cert_row.get("n_conv", 0)),
-            "certificates_usd_conversation": float(cert_row.get("usd_conv", 0)),
-            "bookings_24h": int(book_row.get("n", 0)),
-            "passengers_booked_24h": int(book_row.get("pax", 0)),
+            "certificates_24h": int(events_row.get("n", 0)),
+            "certificates_usd_24h": float(events_row.get("usd", 0)),
+            "certificates_conversation": int(events_row.get("n_conv", 0)),
+            "certificates_usd_conversation": float(events_row.get("usd_conv", 0)),
+            "bookings_24h": int(events_row.get("bookings", 0)),
+            "passengers_booked_24h": int(events_row.get("pax", 0)),
         }
 
     def state_version(self, *, user_id: str | None = None, reservation_id: str | None = None) -> int:
@@ -817,10 +814,10 @@ class AirlineBackend:
     def _write(self, tool: str, key: str | None, body: Body, hooks: WriteHooks | None = None) -> dict[str, Any]:
         """Run ``body`` in one transaction, claiming ``key`` first when there is one.
 
-        With ``hooks``, the transaction first locks every row the decision was made on
-        (``hooks.lock``), lets the caller re-check its decision on what it now reads
-        (``hooks.verify``, which raises to roll everything back), and records the outcome
-        before commit (``hooks.record``): decision, write and record are one transaction.
+        With ``hooks``, ``hooks.verify`` first locks every row the decision was made on and
+        re-checks the decision on what it now reads (raising rolls everything back), and
+        ``hooks.record`` stores the outcome before commit: decision, write and record are one
+        transaction.
         """
         with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
@@ -828,9 +825,8 @@ class AirlineBackend:
                 stored = _claim(cur, key, tool, self._ttl)
                 if stored is not None:
                     return stored
-            reads = CursorReads(cur, now=self._now)
             if hooks is not None:
-                hooks.verify(reads)
+                hooks.verify(CursorReads(cur, now=self._now))
             result = body(cur, key)
             if hooks is not None and hooks.conversation_id:
                 cur.execute(
