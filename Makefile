@@ -23,8 +23,8 @@ browser-deps: ## Install Debian's Chromium for the browser tests (needs root or 
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
 
-demo: $(STAMP) ## Run the Gradio demo on http://127.0.0.1:7860
-	$(BIN)/airlock demo
+demo: $(STAMP) ## Run the Gradio demo on http://127.0.0.1:7860 (DOMAIN=retail: the store; PORT=7861)
+	$(if $(DOMAIN),AIRLOCK_DOMAIN=$(DOMAIN) )$(BIN)/airlock demo --port $(or $(PORT),7860)
 
 test: $(STAMP) browser-deps ## Run every test (Postgres: DATABASE_URL, else embedded)
 	$(BIN)/python -m pytest -q

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -18,7 +20,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["main", "run"]
+__all__ = ["database_used", "main", "run"]
 
 USER = "lei_rossi_3206"
 TURNS = {
@@ -49,19 +51,36 @@ def _measure(app: Any, text: str, n: int) -> list[float]:
     samples = []
     for _ in range(n):
         thread = app.new_thread(user_id=USER)
+        # Every turn repeats its text: without this the PII layer's per-process analysis cache
+        # would serve all but the first, which no new customer message gets.
+        pii = sys.modules.get("nodes.guards.pii")
+        if pii is not None:
+            pii.clear_analysis_cache()
         start = time.perf_counter()
         app.send(thread_id=thread, user_id=USER, text=text)
         samples.append((time.perf_counter() - start) * 1000)
     return samples
 
 
+def database_used(database_url: str | None = None) -> tuple[str | None, str]:
+    """Return the URL a benchmark uses (explicit, else ``DATABASE_URL``; None: embedded) and how to name it."""
+    from graph.db import redact_conninfo
+
+    url = database_url or os.environ.get("DATABASE_URL") or None
+    if url is None:
+        return None, "embedded Postgres (no --database-url, DATABASE_URL unset)"
+    source = "--database-url" if database_url else "DATABASE_URL"
+    return url, f"{redact_conninfo(url)} (from {source})"
+
+
 def run(*, n: int = 60, database_url: str | None = None) -> dict[str, Any]:
-    """Run the turn benchmark and return the results."""
+    """Run the turn benchmark on ``database_url`` (else ``DATABASE_URL``, else the embedded server)."""
     from graph.runtime import AirlockServices, AirlockSettings
     from graph.service import AirlockApp
     from tools.airline import POLICY_PATH
 
-    results: dict[str, Any] = {"n": n, "turns": {}}
+    database_url, database = database_used(database_url)
+    results: dict[str, Any] = {"n": n, "database": database, "turns": {}}
     with tempfile.TemporaryDirectory() as tmp:
         variants = {
             "full policy (layers 1-5)": None,
@@ -92,8 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", default="evals/reports/bench_turn.json", help="where to write JSON")
     parser.add_argument("--database-url", help="Postgres URL (default: $DATABASE_URL, else embedded)")
     args = parser.parse_args(argv)
+    if args.n < 1:
+        parser.error("--n must be at least 1")
     results = run(n=args.n, database_url=args.database_url)
-    print(f"guarded turn, offline planner, Postgres; n={args.n} per row")
+    print(f"guarded turn, offline planner, Postgres: {results['database']}; n={args.n} per row")
     print(f"{'turn':<40} {'variant':<26} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     for label, variants in results["turns"].items():
         for variant, r in variants.items():

@@ -9,6 +9,15 @@ Data (``evals/data/``), one JSON object per line:
   span (edit these by hand; the spans are derived from the markup when loading).
 * ``pii_negatives.jsonl``: messages without PII, full of airline identifiers, dates,
   times, amounts and the cue words ("security code", "passport", "born") without values.
+* ``pii_multilingual.jsonl`` and ``pii_multilingual_dev.jsonl``: hand-written messages in
+  en/de/es/fr/it/pt (``lang``), with and without PII; the cues and filters were tuned on them.
+* ``pii_heldout_multilingual.jsonl``: 97 hand-written messages in the same six languages,
+  held out: never used to tune. The first 65 were written before the changes they measure
+  (two of their failures, a Portuguese passport cue and "Gatwick North", were seen before the
+  fixes for those kinds were written on the tuning set); the 32 of ``source``
+  ``heldout_multilingual_batch2`` were written last and scored once. Their failures are
+  reported, not fixed. Per language: PERSON / date-of-birth recall, PII precision and the
+  share of benign messages altered.
 
 Scoring: a gold span counts as found when a prediction of the same type overlaps it
 (``US_PASSPORT`` counts as ``PASSPORT``); a prediction is correct when it overlaps a gold
@@ -44,7 +53,17 @@ from typing import Any
 
 from nodes.guards.pii import SUPPORTED_ENTITIES
 
-__all__ = ["Record", "evaluate", "generate", "load_records", "main", "parse_markup"]
+__all__ = [
+    "MULTILINGUAL_SPLITS",
+    "Record",
+    "by_language",
+    "evaluate",
+    "generate",
+    "load_records",
+    "main",
+    "non_english_summary",
+    "parse_markup",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "evals" / "data"
@@ -860,6 +879,27 @@ def _structured_recall(rows: dict[str, dict[str, Any]]) -> float | None:
     return round(sum(rows[k]["found"] for k in _STRUCTURED) / gold, 4) if gold else None
 
 
+#: Splits scored per language, and what each is for. Only the held-out one measures the layer:
+#: the other two were read while the cues and filters were written.
+MULTILINGUAL_SPLITS = {
+    "multilingual": "tuning data",
+    "multilingual_dev": "tuning data",
+    "heldout_multilingual": "held out: never used to tune",
+}
+
+
+def non_english_summary(table: dict[str, Any]) -> dict[str, Any]:
+    """Sum the non-English rows of a :func:`by_language` table: benign altered, PII precision."""
+    rows = [row for lang, row in table.items() if lang != "en"]
+    benign = sum(row["benign"] for row in rows)
+    altered = sum(row["benign_altered"] for row in rows)
+    return {
+        "benign": benign,
+        "benign_altered": altered,
+        "benign_altered_rate": round(altered / benign, 4) if benign else None,
+    }
+
+
 def print_languages(table: dict[str, Any], out: Any = sys.stdout) -> None:
     """Print the per-language table of :func:`by_language`."""
     print(
@@ -874,6 +914,12 @@ def print_languages(table: dict[str, Any], out: Any = sys.stdout) -> None:
             f"{_fmt(row['structured_recall']):>9}{_fmt(row['pii_precision']):>12}",
             file=out,
         )
+    summary = non_english_summary(table)
+    print(
+        f"non-English benign messages altered: {summary['benign_altered']}/{summary['benign']}"
+        f" ({_fmt(summary['benign_altered_rate']).strip()}%)",
+        file=out,
+    )
 
 
 def benign_flag_rates(limit: int) -> dict[str, Any]:
@@ -1120,18 +1166,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"\nsplit {split!r}: {len(subset)} records")
         print_table(by_split[split])
-    multilingual = [r for r in records if r.split == "multilingual"]
     languages: dict[str, Any] = {}
-    if multilingual:
+    for split in MULTILINGUAL_SPLITS:
+        subset = [r for r in records if r.split == split]
+        if not subset:
+            continue
         for mode in ("auto", "en"):
             # "en": the previous behaviour (English NER on every message), for comparison.
-            languages[mode] = by_language(
-                multilingual, score_threshold=args.threshold, ner=args.ner, ner_window=args.ner_window,
+            table = by_language(
+                subset, score_threshold=args.threshold, ner=args.ner, ner_window=args.ner_window,
                 language=mode,
             )
-            print(f"\nsplit 'multilingual' per language (language={mode!r}):")
-            print_languages(languages[mode])
-        for lang, row in languages["auto"].items():
+            languages.setdefault(split, {})[mode] = {"by_language": table, "non_english": non_english_summary(table)}
+            print(f"\nsplit {split!r} per language (language={mode!r}; {MULTILINGUAL_SPLITS[split]}):")
+            print_languages(table)
+        for lang, row in languages[split]["auto"]["by_language"].items():
             for kind in ("misses", "false_positives"):
                 for item in row[kind][: args.show_errors]:
                     print(f"  {lang} {kind[:-2]} [{item['label']}] {item['value']!r}  <- {item['text'][:90]!r}")

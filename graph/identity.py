@@ -26,6 +26,7 @@ from graph.context import AirlockContext
 
 __all__ = [
     "AUTH_USER_ID_KEY",
+    "AUDITOR_ROLE",
     "AUTH_USER_KEY",
     "CUSTOMER_ROLE",
     "NOT_AN_ANSWER",
@@ -38,6 +39,8 @@ __all__ = [
 AUTH_USER_KEY = "langgraph_auth_user"
 AUTH_USER_ID_KEY = "langgraph_auth_user_id"
 CUSTOMER_ROLE = "customer"
+# May verify and export the audit log (the HTTP API); nothing else.
+AUDITOR_ROLE = "auditor"
 # What a refused answer becomes: neither a confirmation, a cancellation nor a signed decision.
 NOT_AN_ANSWER: dict[str, Any] = {"action": "refused", "reason": "only the thread's owner may answer"}
 

@@ -3,8 +3,9 @@
 The hook runs inside ``guard_tool_call``. When a policy escalation's CEL ``when`` holds (over
 ``args``, code-computed ``facts`` and, after the tool, its ``result``), or a pre-tool rule says
 ``escalate``, it raises an ``interrupt()`` whose payload follows LangChain's HITL request
-shape and records a row in ``reviews``. A reviewer resumes it with
-``Command(resume={interrupt_id: {"decisions": [...]}})``; the decision only counts when the
+shape (:class:`graph.interrupts.EscalationRequest`) and records a row in ``reviews``. A reviewer
+resumes it with ``Command(resume={interrupt_id: {"decisions": [...]}})`` (a
+:class:`graph.interrupts.SignedReviewResponse`); the decision only counts when the
 resuming actor holds the assignee role. The model can neither trigger nor avoid this.
 """
 
@@ -18,7 +19,7 @@ import os
 import secrets
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -30,10 +31,12 @@ from langgraph.types import _interrupt_id, interrupt
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from graph.cel import CelError, Condition, render_template
+from graph.cel import CelError, render_template
 from graph.context import AirlockContext
 from graph.errors import AirlockError
 from graph.identity import resolve_identity
+from graph.interrupts import Decision, DecisionType, EscalationRequest, SignedReviewResponse, escalation_request
+from graph.paging import Page, decode_cursor, encode_cursor, page_size
 from graph.policy import Escalation, Policy
 from nodes.audit import AuditLog
 from nodes.guardrails.confirm import call_hash
@@ -93,8 +96,8 @@ def sign_decision(key: bytes, *, thread_id: str | None, interrupt_id: str, call_
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
-def signed_resume(key: bytes, *, row: Mapping[str, Any], decision: Mapping[str, Any],
-                  reviewer: str) -> dict[str, Any]:
+def signed_resume(key: bytes, *, row: Mapping[str, Any], decision: Decision,
+                  reviewer: str) -> SignedReviewResponse:
     """Return the resume value for the case in ``row`` (a ``reviews`` row), signed for it alone."""
     payload = row.get("payload") or {}
     signature = sign_decision(
@@ -102,7 +105,7 @@ def signed_resume(key: bytes, *, row: Mapping[str, Any], decision: Mapping[str, 
         call_digest=str(payload.get("call_hash", "")), escalation_id=str(row["escalation_id"]),
         decision=decision, reviewer=reviewer,
     )
-    return {"decisions": [dict(decision)], "reviewer": reviewer, "signature": signature}
+    return {"decisions": [decision], "reviewer": reviewer, "signature": signature}
 
 
 def _answered_interrupt_id(answer: object) -> str | None:
@@ -129,7 +132,11 @@ class StaleReviewError(AirlockError, RuntimeError):
 
 
 def parse_review_resume(value: Any, *, tool: str, allowed: Sequence[str]) -> ReviewDecision | str:
-    """Parse ``{"decisions": [{"type": ...}]}``; return the decision or a reason it is invalid."""
+    """Parse a :class:`graph.interrupts.HITLResponse`; return the decision or a reason it is invalid.
+
+    The value comes from outside the graph, so every key is checked here rather than trusted
+    to have the declared shape.
+    """
     if not isinstance(value, Mapping) or not isinstance(value.get("decisions"), list) or not value["decisions"]:
         return "resume value must be {'decisions': [{'type': 'approve'|'edit'|'reject', ...}]}"
     first = value["decisions"][0]
@@ -158,7 +165,8 @@ class _Case:
     timeout: float
     timeout_action: str
     description: str
-    allowed: list[str]
+    allowed: list[DecisionType]
+    approved_message: str = ""
 
 
 class ReviewStore:
@@ -170,8 +178,9 @@ class ReviewStore:
     seconds otherwise.
     """
 
-    def __init__(self, *, pool: ConnectionPool, lease: float = 300.0) -> None:
+    def __init__(self, *, pool: ConnectionPool, audit: AuditLog, lease: float = 300.0) -> None:
         self._pool = pool
+        self._audit = audit
         self._lease = lease
         self._holder = this_holder()
 
@@ -223,6 +232,47 @@ class ReviewStore:
         sql += " ORDER BY due_at, created_at LIMIT %s"
         with self._pool.connection() as conn:
             return [dict(r) for r in conn.execute(sql, (*params, limit)).fetchall()]  # type: ignore[call-overload,arg-type]
+
+    def page(self, *, assignees: Sequence[str], status: str = "pending", limit: int | None = None,
+             cursor: str | None = None) -> Page:
+        """Return one page of the cases of ``assignees`` in ``status``, oldest due first, with the true count.
+
+        The order is ``(due_at, review_id)``, which never changes for a case, so paging with
+        ``cursor`` (the ``next`` of the previous page) shows every case that was there exactly
+        once, whatever is added or decided meanwhile. Each role's cases are one range of
+        ``reviews_page_idx``, read up to the page size and merged; the count comes from the
+        same index.
+
+        Raises:
+            InvalidCursorError: ``cursor`` or ``limit`` is not one this list accepts.
+        """
+        size = page_size(limit)
+        roles = sorted({str(a) for a in assignees})
+        after = ""
+        params: dict[str, Any] = {"roles": roles, "status": status, "n": size + 1}
+        if cursor:
+            params["due"], params["key"] = decode_cursor("reviews", cursor)
+            after = " AND (due_at, review_id) > (%(due)s, %(key)s)"
+        before = "count(*) FILTER (WHERE (due_at, review_id) <= (%(due)s, %(key)s))" if cursor else "0"
+        # One round trip: the count (and the position of the page) joined to the page's rows;
+        # an empty page is one row of NULLs that still carries the count.
+        sql = (
+            f"SELECT c.total AS _total, c.before AS _before, r.* FROM (SELECT count(*) AS total, {before} AS before"
+            " FROM reviews WHERE status = %(status)s AND assignee = ANY(%(roles)s)) AS c LEFT JOIN LATERAL ("
+            "SELECT p.* FROM unnest(%(roles)s::text[]) AS a(assignee), LATERAL ("
+            "SELECT * FROM reviews WHERE status = %(status)s AND assignee = a.assignee" + after
+            + " ORDER BY due_at, review_id LIMIT %(n)s) AS p ORDER BY p.due_at, p.review_id LIMIT %(n)s) AS r ON true"
+            " ORDER BY r.due_at, r.review_id"
+        )
+        with self._pool.connection() as conn:
+            found = [dict(r) for r in conn.execute(sql, params).fetchall()]  # type: ignore[call-overload]
+        total, start = int(found[0]["_total"]), int(found[0]["_before"])
+        rows = [{k: v for k, v in r.items() if k not in ("_total", "_before")} for r in found
+                if r["review_id"] is not None]
+        more = len(rows) > size
+        rows = rows[:size]
+        following = encode_cursor("reviews", rows[-1]["due_at"], rows[-1]["review_id"]) if more else None
+        return Page(items=rows, total=total, next=following, start=start)
 
     def claim(self, review_id: str, *, by: str) -> dict[str, Any]:
         """Atomically take a pending review for deciding; raise StaleReviewError otherwise."""
@@ -285,6 +335,15 @@ class ReviewStore:
                 (review_id,),
             )
 
+    def case_of(self, thread_id: str | None, interrupt_id: str) -> str | None:
+        """Return the review id recorded for an interrupt of a thread (None if there is none)."""
+        if thread_id is None:
+            return None
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT review_id FROM reviews WHERE thread_id = %s AND interrupt_id = %s",
+                               (thread_id, interrupt_id)).fetchone()
+        return None if row is None else str(row["review_id"])  # type: ignore[call-overload,index]
+
     def was_decided(self, thread_id: str | None, call_id: str, escalation_id: str, signature: str) -> bool:
         """Return True once per signed decision: later replays of the node see True."""
         with self._pool.connection() as conn:
@@ -330,7 +389,7 @@ class ReviewStore:
                         (row["review_id"], row["holder"]),  # type: ignore[call-overload,index]
                     ).fetchone()
                     if back is not None:
-                        AuditLog.append_on(
+                        self._audit.append_on(
                             cur, "escalation.reopened", actor="system:recovery", thread_id=back["thread_id"],  # type: ignore[call-overload,index]
                             tool=back["tool"],  # type: ignore[call-overload,index]
                             payload={"review_id": back["review_id"], "abandoned_by": row["claimed_by"],  # type: ignore[call-overload,index]
@@ -353,14 +412,10 @@ class EscalationReviewer:
         self._policy, self._store, self._audit, self._redact = policy, store, audit, redact
         self._key = signing_key
         self._default_timeout = default_timeout
-        self._conditions: dict[str, Condition] = {}
 
     def _test(self, rule: Escalation, variables: Mapping[str, Any]) -> bool:
-        cond = self._conditions.get(rule.when)
-        if cond is None:
-            cond = self._conditions[rule.when] = Condition.compile(rule.when)
         try:
-            return cond.test(variables)
+            return self._policy.condition(rule.when).test(variables)
         except CelError as exc:
             # A rule that cannot be evaluated escalates: a human looks rather than nobody.
             log.warning("escalation %s failed to evaluate: %s", rule.id, exc)
@@ -378,7 +433,7 @@ class EscalationReviewer:
                 return _Case(escalation_id=rule.id, assignee=rule.assignee, timeout=rule.timeout,
                              timeout_action=rule.timeout_action,
                              description=render_template(rule.description, variables),
-                             allowed=list(rule.allowed_decisions))
+                             allowed=list(rule.allowed_decisions), approved_message=rule.approved_message)
         return None
 
     def case_id(
@@ -402,39 +457,44 @@ class EscalationReviewer:
     def __call__(
         self, *, phase: Literal["before", "after"], tool: str, args: dict[str, Any],
         facts: dict[str, Any], result: dict[str, Any] | None, thread_id: str | None,
-        actor: str, call_id: str, forced: tuple[str, str] | None,
+        actor: str, call_id: str, forced: tuple[str, str] | None, result_masked: bool = False,
     ) -> ReviewDecision | None:
-        """Escalate when a rule holds; return the reviewer's decision."""
+        """Escalate when a rule holds; return the reviewer's decision.
+
+        ``result_masked``: the result is the tool-result PII guard's output (what the model
+        sees), so it is shown and audited as it is, not analysed again. Arguments are always
+        masked here: the model wrote them.
+        """
         variables = {"args": args, "facts": facts, "result": result or {}, "state": {"phase": phase}}
         case = self._case(phase=phase, tool=tool, variables=variables, forced=forced)
         if case is None:
             return None
         due = datetime.now(UTC) + timedelta(seconds=case.timeout)
         digest = call_hash(tool, args, facts)
-        payload: dict[str, Any] = {
-            "action_requests": [{"name": tool, "args": self._redact(args), "description": case.description}],
-            "review_configs": [{"action_name": tool, "allowed_decisions": case.allowed}],
-            "assignee": case.assignee,
-            "escalation_id": case.escalation_id,
-            "phase": phase,
-            "tool_call_id": call_id,
-            "timeout_s": case.timeout,
-            "timeout_action": case.timeout_action,
-        }
+        shown_args = self._redact(args)  # once: the request and its record show the same masked arguments
+        payload = escalation_request(
+            name=tool, args=shown_args, description=case.description, allowed=case.allowed,
+            assignee=case.assignee, escalation_id=case.escalation_id, phase=phase, call_id=call_id,
+            timeout=case.timeout, timeout_action=case.timeout_action,
+        )
         if result is not None:
-            payload["result"] = self._redact(result)
-        return await_review(
+            payload["result"] = result if result_masked else self._redact(result)
+        decision = await_review(
             store=self._store, audit=self._audit, signing_key=self._key, payload=payload, tool=tool,
             allowed=case.allowed, thread_id=thread_id, call_id=call_id, call_digest=digest,
             escalation_id=case.escalation_id,
             assignee=case.assignee, phase=phase, timeout=case.timeout, timeout_action=case.timeout_action,
-            actor=actor, requested={"due_at": due.isoformat(), "args": self._redact(args), "phase": phase},
+            actor=actor, requested={"due_at": due.isoformat(), "args": shown_args, "phase": phase},
             redact=self._redact,
         )
+        if decision.action == "approve" and case.approved_message:
+            decided = {**variables, "state": {"phase": phase, "case": decision.case}}
+            decision = replace(decision, notice=render_template(case.approved_message, decided))
+        return decision
 
 
 def await_review(
-    *, store: ReviewStore, audit: AuditLog, signing_key: bytes, payload: dict[str, Any], tool: str,
+    *, store: ReviewStore, audit: AuditLog, signing_key: bytes, payload: EscalationRequest, tool: str,
     allowed: Sequence[str], thread_id: str | None, call_id: str, call_digest: str, escalation_id: str,
     assignee: str, phase: str, timeout: float, timeout_action: str, actor: str, requested: Mapping[str, Any],
     redact: Callable[[Any], Any] = lambda v: v,
@@ -451,8 +511,9 @@ def await_review(
     payload = {**payload, "call_hash": call_digest}
     notice = ""
     while True:
+        shown: EscalationRequest = {**payload, "notice": notice} if notice else payload
         try:
-            raw = interrupt({**payload, "notice": notice} if notice else payload)
+            raw = interrupt(shown)
         except GraphInterrupt as exc:
             pending = exc.args[0][0] if exc.args and exc.args[0] else None
             if pending is not None and thread_id is not None:
@@ -483,7 +544,7 @@ def await_review(
                                  "message": decision.message, "edited_args": redact(decision.args),
                                  "reviewer": decision.reviewer},
                     )
-                return decision
+                return replace(decision, case=store.case_of(thread_id, answered) or "")
         reason = decision if isinstance(decision, str) else (
             "the decision is not signed by the application for this case and this exact request")
         audit.append(
@@ -526,14 +587,12 @@ class InputReviewer:
         """Pause for a reviewer; return True to deliver the message, False to block it."""
         escalation_id = "uncertain-input"
         reasons = sorted({d.get("reason", "") for d in decisions if d.get("action") == "escalate"} - {""})
-        payload = {
-            "action_requests": [{"name": "deliver_message", "args": {"text": text},
-                                 "description": "The guard pipeline is unsure about this message "
-                                 f"({', '.join(reasons) or 'uncertain'})."}],
-            "review_configs": [{"action_name": "deliver_message", "allowed_decisions": ["approve", "reject"]}],
-            "assignee": self._assignee, "escalation_id": escalation_id, "phase": "input",
-            "tool_call_id": message_id, "timeout_s": self._timeout, "timeout_action": "reject",
-        }
+        payload = escalation_request(
+            name="deliver_message", args={"text": text},
+            description=f"The guard pipeline is unsure about this message ({', '.join(reasons) or 'uncertain'}).",
+            allowed=["approve", "reject"], assignee=self._assignee, escalation_id=escalation_id, phase="input",
+            call_id=message_id, timeout=self._timeout, timeout_action="reject",
+        )
         decision = await_review(
             store=self._store, audit=self._audit, signing_key=self._key, payload=payload, tool="deliver_message",
             allowed=["approve", "reject"], thread_id=thread_id, call_id=message_id,

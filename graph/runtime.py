@@ -6,28 +6,47 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import psycopg
 from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg_pool import ConnectionPool
 
-from graph.db import migrate, open_pool, resolve_database_url
-from graph.domain import Domain
-from graph.policy import LayerConfig, Policy, check_policy_for_tools, load_policy
-from nodes.audit import AuditLog
+from graph.db import DatabaseConfigError, default_data_dir, migrate, open_pool, resolve_database_url
+from graph.domain import Domain, DomainPlugin
+from graph.notify import NotifySettings
+from graph.policy import LayerConfig, Policy, expand_env, load_policy
+from nodes.audit import AnchorScheduler, AuditLog
+from nodes.audit_key import APP_ROLE, load_audit_key
 from nodes.guardrails.idempotency import IdempotencyStore
 from nodes.guardrails.outcomes import OutcomeStore
 from nodes.guardrails.resilience import BreakerRegistry
-from nodes.guards.vault import PlaceholderTypeError
+from nodes.guards.vault import PlaceholderTypeError, VaultStore
 from nodes.metrics import watch_breakers
 
-__all__ = ["AirlockServices", "AirlockSettings", "build_pipeline", "checkpoint_serde", "expand_env"]
+if TYPE_CHECKING:
+    from graph.checkpoint_privacy import CheckpointScrubber, PrivatePostgresSaver
+    from graph.records import DecisionLog, Transcript
+    from graph.reviews import EscalationReviewer, InputReviewer, ReviewStore
+    from nodes.guards.base import Direction
+    from nodes.guards.pipeline import GuardPipeline
+    from nodes.guards.vault import PiiVault
+    from nodes.guards.warmup import WarmReport
+
+__all__ = [
+    "MAX_POOL_SIZE", "AirlockServices", "AirlockSettings", "build_pipeline", "check_policy_domain", "checkpoint_serde",
+    "expand_env", "prepare_database", "redact_value",
+]
 
 log = logging.getLogger(__name__)
+#: The largest pool a setting may ask for (Postgres' own default allows 100 connections in all).
+MAX_POOL_SIZE = 1000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,17 +56,50 @@ class AirlockSettings:
     Attributes:
         database_url: Postgres URL; None starts the embedded Postgres under ``data_dir``.
         data_dir: Where the embedded Postgres and the vault key live.
-        policy_path: The policy YAML; None uses the shipped airline policy.
+        policy_path: The policy YAML; None uses the served domain's default policy.
+        domain: The domain served (``AIRLOCK_DOMAIN``: a name under ``tools/`` or a module
+            path); None: the policy's ``domain:`` key, else ``airline`` (``graph.plugins``).
         model_provider: "offline" (rule-based planner, no LLM) or "openai" (any
             OpenAI-compatible endpoint); None decides from the environment.
-        pool_max_size: Maximum Postgres connections of this process.
+        pool_max_size: Maximum Postgres connections of the app's pool (``AIRLOCK_POOL_MAX_SIZE``;
+            tools, vault, audit, reviews), at least 1.
+        checkpoint_pool_size: Maximum Postgres connections of the checkpointer's own pool
+            (``AIRLOCK_CHECKPOINT_POOL_SIZE``, 1 to 1000): how many checkpoint reads and writes
+            of this process run at once (turns of different threads no longer wait on one
+            lock; see ``graph.checkpoint_privacy``). The LangGraph server's pool uses it too.
+        audit_anchors_path: The append-only file of signed audit anchors; None:
+            ``<data_dir>/audit-anchors.jsonl``.
+        audit_anchor_every: Anchor the audit chain's head every this many events (0: never).
+        audit_anchor_interval: Also anchor it every this many seconds when it advanced (0: never).
+        notify: Notifications through the outbox (``AIRLOCK_NOTIFY_*``, ``AIRLOCK_SMTP_*``,
+            ``AIRLOCK_OUTBOX_*``; see :class:`graph.notify.NotifySettings`); off unless a route is set.
     """
 
     database_url: str | None = None
-    data_dir: Path = Path(".data")
+    data_dir: Path = field(default_factory=default_data_dir)
     policy_path: Path | None = None
+    domain: str | None = None
     model_provider: str | None = None
-    pool_max_size: int = 20
+    pool_max_size: int = 16
+    checkpoint_pool_size: int = 4
+    audit_anchors_path: Path | None = None
+    audit_anchor_every: int = 100
+    audit_anchor_interval: float = 60.0
+    notify: NotifySettings = field(default_factory=NotifySettings)
+
+    def __post_init__(self) -> None:
+        """Reject negative anchor schedules and pool sizes out of range."""
+        if self.audit_anchor_every < 0 or self.audit_anchor_interval < 0:
+            raise ValueError("AIRLOCK_AUDIT_ANCHOR_EVERY and AIRLOCK_AUDIT_ANCHOR_INTERVAL must be >= 0")
+        if not 1 <= self.pool_max_size <= MAX_POOL_SIZE:
+            raise ValueError(f"AIRLOCK_POOL_MAX_SIZE must be between 1 and {MAX_POOL_SIZE}")
+        if not 1 <= self.checkpoint_pool_size <= MAX_POOL_SIZE:
+            raise ValueError(f"AIRLOCK_CHECKPOINT_POOL_SIZE must be between 1 and {MAX_POOL_SIZE}")
+
+    @property
+    def anchors_file(self) -> Path:
+        """Return the anchors file path."""
+        return self.audit_anchors_path or self.data_dir / "audit-anchors.jsonl"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> AirlockSettings:
@@ -55,24 +107,58 @@ class AirlockSettings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {
             "database_url": env.get("DATABASE_URL") or None,
-            "data_dir": Path(env.get("AIRLOCK_DATA_DIR", ".data")),
+            "data_dir": default_data_dir(env),
             "policy_path": Path(env["AIRLOCK_POLICY"]) if env.get("AIRLOCK_POLICY") else None,
+            "domain": (env.get("AIRLOCK_DOMAIN") or "").strip() or None,
             "model_provider": env.get("AIRLOCK_MODEL_PROVIDER") or None,
+            "notify": NotifySettings.from_env(env),
         }
-        if env.get("AIRLOCK_POOL_MAX_SIZE"):
-            try:
-                values["pool_max_size"] = int(env["AIRLOCK_POOL_MAX_SIZE"])
-            except ValueError:
-                raise ValueError("AIRLOCK_POOL_MAX_SIZE must be an integer") from None
+        if env.get("AIRLOCK_AUDIT_ANCHORS"):
+            values["audit_anchors_path"] = Path(env["AIRLOCK_AUDIT_ANCHORS"])
+        for name, attr, kind in (("AIRLOCK_POOL_MAX_SIZE", "pool_max_size", int),
+                                 ("AIRLOCK_CHECKPOINT_POOL_SIZE", "checkpoint_pool_size", int),
+                                 ("AIRLOCK_AUDIT_ANCHOR_EVERY", "audit_anchor_every", int),
+                                 ("AIRLOCK_AUDIT_ANCHOR_INTERVAL", "audit_anchor_interval", float)):
+            if env.get(name):
+                try:
+                    values[attr] = kind(env[name])
+                except ValueError:
+                    raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
 
 @dataclass(kw_only=True)
 class AirlockServices:
-    """The long-lived parts every graph node uses, built once per process."""
+    """The long-lived parts every graph node uses, built once per process by :meth:`start`.
+
+    Attributes:
+        settings: The deployment's settings.
+        plugin: The domain served (its prompt, output rules, planner...; see ``graph.plugins``).
+        pool: The app's connection pool (acting as the app role).
+        policy: The validated policy.
+        domain: The domain's tools over the pool.
+        audit: The audit log.
+        idempotency: Idempotency claims of writes.
+        outcomes: The recorded outcomes of writes.
+        breakers: The shared circuit breakers.
+        model: The chat model.
+        input_pipeline: The input guard pipeline.
+        output_pipeline: The output guard pipeline, or None when the policy has none.
+        tool_result_pipeline: The guards on tool results, or None.
+        vault_store: The PII vaults, when the policy masks PII.
+        mask_text: Masks PII in a text (audit and reviewer views), when the policy masks PII.
+        reviews: The reviewer inbox's store.
+        reviewer: Raises and settles escalations.
+        review_uncertain: Sends uncertain input to review.
+        review_key: The key that signs reviewers' decisions.
+        anchor_scheduler: Anchors the audit chain on a timer, when configured.
+        checkpoint_tables_ready: True when start-up created LangGraph's tables as the owner.
+        warm: Pipeline name ("input", "output", "tool_result") to its start-up warm-up report.
+    """
 
     settings: AirlockSettings
+    plugin: DomainPlugin
     pool: ConnectionPool
     policy: Policy
     domain: Domain
@@ -81,19 +167,29 @@ class AirlockServices:
     outcomes: OutcomeStore
     breakers: BreakerRegistry
     model: BaseChatModel
-    input_pipeline: Any
-    output_pipeline: Any | None = None
-    tool_result_pipeline: Any | None = None
-    vault_store: Any | None = None
-    reviewer: Any | None = None
-    reviews: Any | None = None
-    review_uncertain: Callable[..., bool] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-    #: Pipeline name ("input", "output", "tool_result") to its start-up warm-up report.
-    warm: dict[str, Any] = field(default_factory=dict)
+    input_pipeline: GuardPipeline
+    output_pipeline: GuardPipeline | None = None
+    tool_result_pipeline: GuardPipeline | None = None
+    vault_store: VaultStore | None = None
+    mask_text: Callable[[str], str] | None = None
+    reviews: ReviewStore | None = None
+    reviewer: EscalationReviewer | None = None
+    review_uncertain: InputReviewer | None = None
+    review_key: bytes
+    anchor_scheduler: AnchorScheduler | None = None
+    checkpoint_tables_ready: bool = False
+    warm: dict[str, WarmReport] = field(default_factory=dict)
+    _scrubber: CheckpointScrubber | None = field(default=None, init=False, repr=False)
+    _checkpointer: PrivatePostgresSaver | None = field(default=None, init=False, repr=False)
+    _checkpoint_pool: ConnectionPool | None = field(default=None, init=False, repr=False)
+    #: The database the app pool reaches (set by :meth:`start`), for the checkpointer's own pool.
+    _database_url: str | None = field(default=None, init=False, repr=False)
+    _checkpointer_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _decision_log: DecisionLog | None = field(default=None, init=False, repr=False)
+    _transcript: Transcript | None = field(default=None, init=False, repr=False)
 
     # -- hooks the nodes call -----------------------------------------------------------
-    def vault_for(self, thread_id: str | None) -> Any:
+    def vault_for(self, thread_id: str | None) -> PiiVault | None:
         """Return the PII vault of a thread, or None when masking is off."""
         if self.vault_store is None or thread_id is None:
             return None
@@ -133,24 +229,7 @@ class AirlockServices:
 
     def redact(self, value: Any) -> Any:
         """Mask PII in a JSON-like value before it is audited or shown to a reviewer."""
-        masker = self.extras.get("mask_text")
-        if masker is None or value is None:
-            return value
-        if isinstance(value, str):
-            return masker(value)
-        # One analyzer pass over the whole document instead of one per string.
-        text = json.dumps(value, ensure_ascii=False, default=str)
-        masked = masker(text)
-        if masked == text:
-            return value
-        try:
-            return json.loads(masked)
-        except ValueError:  # a span crossed JSON syntax: fall back to field by field
-            if isinstance(value, Mapping):
-                return {k: self.redact(v) for k, v in value.items()}
-            if isinstance(value, list | tuple):
-                return [self.redact(v) for v in value]
-            return value
+        return redact_value(value, self.mask_text)
 
     @property
     def model_sees_masked_data(self) -> bool:
@@ -182,29 +261,130 @@ class AirlockServices:
 
         return scan
 
-    def warm_up(self) -> dict[str, Any]:
+    def warm_up(self) -> dict[str, WarmReport]:
         """Load every guard model now (classifiers, Presidio/spaCy, the safety client), not on the first message."""
         from nodes.guards.warmup import warm_pipeline
 
-        for name, pipeline in (("input", self.input_pipeline), ("output", self.output_pipeline),
-                               ("tool_result", self.tool_result_pipeline)):
+        pipelines: tuple[tuple[Direction, GuardPipeline | None], ...] = (
+            ("input", self.input_pipeline), ("output", self.output_pipeline),
+            ("tool_result", self.tool_result_pipeline),
+        )
+        for name, pipeline in pipelines:
             if pipeline is not None and hasattr(pipeline, "specs"):
-                self.warm[name] = warm_pipeline(pipeline, direction=name)  # type: ignore[arg-type]
+                self.warm[name] = warm_pipeline(pipeline, direction=name)
         report = ", ".join(f"{k} {v.ms:.0f} ms" for k, v in self.warm.items())
         log.info("guard models loaded (%s)", report or "no pipelines")
         return self.warm
 
+    def checkpoint_scrubber(self) -> CheckpointScrubber:
+        """Return what masks customer text before any checkpoint holds it (see ``graph.checkpoint_privacy``).
+
+        It masks with the input pipeline's own PII layer and the thread's vault, so a message
+        gets the placeholders the input guard gives it; without a PII layer only the size
+        limit applies.
+        """
+        from graph.checkpoint_privacy import CheckpointScrubber
+        from nodes.guards.base import GuardContext
+
+        if self._scrubber is not None:
+            return self._scrubber
+        pipeline = self.input_pipeline
+        layer = next((g for g in getattr(pipeline, "guards", ()) if getattr(g, "name", "") == "pii"), None)
+        mask: Callable[[str, str], str] | None = None
+        if layer is not None:
+            def mask(thread_id: str, text: str) -> str:
+                produced = getattr(layer, "produced", None)
+                if produced is not None and produced(text, thread_id):
+                    return text  # the input guard's own masked text, as the graph state holds it
+                ctx = GuardContext(direction="input", thread_id=thread_id, vault=self.vault_for(thread_id))
+                result = layer.check(text, ctx)
+                return result.text if result.text is not None else text
+
+        scrubber = self._scrubber = CheckpointScrubber(
+            mask=mask, unrestore=self._unrestore if self.restores_user_values else None,
+        )
+        return scrubber
+
+    @property
+    def restores_user_values(self) -> bool:
+        """Return True when the output guard puts the customer's own values back in answers."""
+        guards = getattr(self.output_pipeline, "guards", ())
+        return self.vault_store is not None and any(getattr(g, "restore_user_values", False) for g in guards)
+
+    def _unrestore(self, thread_id: str, text: str) -> str:
+        """Replace the thread's vault values in an answer by their placeholders (the output guard's inverse)."""
+        vault = self.vault_for(thread_id)
+        if vault is None or not text:
+            return text
+        values = [(v, p) for p, _ in vault.entries() if (v := vault.get(p))]
+        for value, placeholder in sorted(values, key=lambda vp: -len(vp[0])):
+            if value in text:
+                # Whole values only ("Lei" is not taken out of "Leisure"); the placeholder is literal.
+                text = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", placeholder.replace("\\", "\\\\"), text)
+        return text
+
+    def restore_for_customer(self, thread_id: str, text: str) -> str:
+        """Return an answer as the customer sees it: their own values back in place of placeholders."""
+        if not self.restores_user_values or "<" not in text:
+            return text
+        vault = self.vault_for(thread_id)
+        return text if vault is None else str(vault.resolve(text))
+
+    @property
+    def decision_log(self) -> DecisionLog:
+        """Return the table of every guard decision (see ``graph.records``)."""
+        from graph.records import DecisionLog
+
+        if self._decision_log is None:
+            self._decision_log = DecisionLog(self.pool)
+        return self._decision_log
+
+    @property
+    def transcript(self) -> Transcript:
+        """Return the table of finished turns' messages, stored as the checkpoint stores them."""
+        from graph.records import Transcript
+
+        if self._transcript is None:
+            scrubber = self.checkpoint_scrubber()
+            self._transcript = Transcript(self.pool, serde=checkpoint_serde(self.settings.data_dir),
+                                          scrub=scrubber.value)
+        return self._transcript
+
     def checkpointer(self) -> PostgresSaver:
-        """Return a Postgres checkpointer on the shared pool (tables created once)."""
-        saver = self.extras.get("checkpointer")
-        if saver is None:
-            saver = PostgresSaver(self.pool, serde=checkpoint_serde(self.settings.data_dir))  # type: ignore[arg-type]
-            saver.setup()
-            self.extras["checkpointer"] = saver
-        return saver  # type: ignore[no-any-return]
+        """Return the process's Postgres checkpointer (tables created once) that stores no raw customer text.
+
+        It runs on a pool of its own of ``settings.checkpoint_pool_size`` connections acting as
+        the app role, without the base saver's process-wide lock, so concurrent turns of one
+        process read and write checkpoints at the same time; and the checkpoint I/O of many
+        turns cannot take every connection the nodes need (vault, tools, audit). Services not
+        built by :meth:`start` (no URL known) use the app pool.
+        """
+        from graph.checkpoint_privacy import PrivatePostgresSaver
+
+        with self._checkpointer_lock:
+            saver = self._checkpointer
+            if saver is None:
+                pool = self.pool
+                if self._database_url is not None:
+                    pool = self._checkpoint_pool = open_pool(
+                        self._database_url, max_size=self.settings.checkpoint_pool_size, role=APP_ROLE,
+                    )
+                saver = PrivatePostgresSaver(
+                    pool, serde=checkpoint_serde(self.settings.data_dir), scrubber=self.checkpoint_scrubber(),
+                )
+                if not self.checkpoint_tables_ready:  # start() made them as the owner
+                    saver.setup()
+                self._checkpointer = saver
+        return saver
 
     def close(self) -> None:
-        """Close the pool."""
+        """Stop the anchor schedule (anchoring the head a last time) and close the pools."""
+        scheduler, self.anchor_scheduler = self.anchor_scheduler, None
+        if scheduler is not None:
+            scheduler.stop()
+        checkpoint_pool, self._checkpoint_pool = self._checkpoint_pool, None
+        if checkpoint_pool is not None:
+            checkpoint_pool.close()
         self.pool.close()
 
     # -- construction -------------------------------------------------------------------
@@ -215,69 +395,192 @@ class AirlockServices:
         *,
         model: BaseChatModel | None = None,
         domain_factory: Callable[..., Domain] | None = None,
+        plugin: DomainPlugin | None = None,
     ) -> AirlockServices:
-        """Connect, migrate, load the domain data and the policy; build the pipelines."""
-        from tools.airline import POLICY_PATH, ensure_loaded
-        from tools.airline.domain import AirlineDomain
+        """Connect, migrate, load the domain data and the policy; build the pipelines.
+
+        Args:
+            settings: The settings (default: from the environment).
+            model: The chat model (default: the one the settings name; offline: the
+                domain's planner).
+            domain_factory: Build the domain over the pool (keyword ``pool``) instead of the
+                plugin's factory (tests wrap the real domain).
+            plugin: The domain served (default: the configured one, see ``graph.plugins``).
+        """
+        from graph.plugins import DomainConfigError, load_plugin, policy_domain
+        from graph.reviews import EscalationReviewer, InputReviewer, ReviewStore, load_secret
 
         settings = settings or AirlockSettings.from_env()
+        plugin = plugin or load_plugin(settings.domain, policy_path=settings.policy_path)
+        policy_path = settings.policy_path or plugin.policy_path
+        stated = policy_domain(policy_path)
+        if stated is not None and stated.rsplit(".", 1)[-1] != plugin.name:  # before touching the database
+            raise DomainConfigError(
+                f"the policy {policy_path} is for the domain {stated!r} but the {plugin.name!r} domain is served"
+                " (set AIRLOCK_DOMAIN or the policy's domain: to agree)"
+            )
+        # The embedded demo makes its own audit key; a deployment on its own server must supply one.
+        audit_key = load_audit_key(data_dir=settings.data_dir, generate=settings.database_url is None)
         # The settings already read DATABASE_URL; None here means the embedded server.
         url = resolve_database_url(settings.database_url, environ={}, data_dir=settings.data_dir)
-        pool = open_pool(url, max_size=settings.pool_max_size)
+        prepare_database(url, plugin=plugin)
+        pool = open_pool(url, max_size=settings.pool_max_size, role=APP_ROLE)
+        scheduler: AnchorScheduler | None = None
         try:
-            migrate(pool)
-            ensure_loaded(pool)
-            factory: Callable[..., Domain] = domain_factory or AirlineDomain.from_pool
-            domain = factory(pool=pool)
-            policy = load_policy(settings.policy_path or POLICY_PATH, known_tools=domain.tools)
-            check_policy_for_tools(policy, {name: spec.write for name, spec in domain.tools.items()})
+            domain = domain_factory(pool=pool) if domain_factory is not None else plugin.build(pool)
+            # The one validation path `airlock policy` runs too: tools, shapes, layers, writes.
+            policy = load_policy(policy_path, known_tools=domain.tools, facts=domain.neutral_facts())
+            check_policy_domain(policy, plugin, policy_path)
+            audit = AuditLog(pool=pool, key=audit_key, anchors_path=settings.anchors_file,
+                             anchor_every=settings.audit_anchor_every)
+            vault_store, mask = _pii_parts(policy, settings, pool, plugin)
+            reviews = ReviewStore(pool=pool, audit=audit)
+            review_key = load_secret(pool)
+            # Seals what was appended since the last anchor (events from before the audit key too).
+            audit.anchor_if_advanced()
+            if settings.audit_anchor_interval:
+                scheduler = AnchorScheduler(audit, interval=settings.audit_anchor_interval).start()
             services = cls(
-                settings=settings, pool=pool, policy=policy, domain=domain,
-                audit=AuditLog(pool=pool), idempotency=IdempotencyStore(pool=pool), outcomes=OutcomeStore(pool=pool),
-                breakers=BreakerRegistry(pool=pool), model=model or _default_model(settings),
-                input_pipeline=build_pipeline(policy.guards.input),
-                output_pipeline=build_pipeline(policy.guards.output) if policy.guards.output else None,
+                settings=settings, plugin=plugin, pool=pool, policy=policy, domain=domain, audit=audit,
+                idempotency=IdempotencyStore(pool=pool), outcomes=OutcomeStore(pool=pool),
+                breakers=BreakerRegistry(pool=pool), model=model or _default_model(settings, plugin),
+                input_pipeline=build_pipeline(policy.guards.input, **_bounds(policy, "input")),
+                output_pipeline=(build_pipeline(policy.guards.output, **_bounds(policy, "output"))
+                                 if policy.guards.output else None),
                 tool_result_pipeline=(
-                    build_pipeline(policy.guards.tool_result) if policy.guards.tool_result else None
+                    build_pipeline(policy.guards.tool_result, **_bounds(policy, "tool_result"))
+                    if policy.guards.tool_result else None
                 ),
+                vault_store=vault_store, mask_text=mask, reviews=reviews, review_key=review_key,
+                reviewer=EscalationReviewer(
+                    policy=policy, store=reviews, audit=audit, redact=partial(redact_value, mask=mask),
+                    signing_key=review_key,
+                ),
+                review_uncertain=InputReviewer(store=reviews, audit=audit, signing_key=review_key),
+                anchor_scheduler=scheduler, checkpoint_tables_ready=True,
             )
-            _attach_optional(services)
+            services._database_url = url
+            if settings.notify.enabled:
+                from graph.outbox import Outbox
+
+                # Enqueued on the audit insert's cursor: a notice commits with its event or not at all.
+                writes = [name for name, spec in domain.tools.items() if spec.write]
+                services.audit.listeners.append(Outbox(settings.notify, writes=writes).on_audit_event)
             services.warm_up()
             watch_breakers(services.breakers.states)
-            from graph.reviews import EscalationReviewer, InputReviewer, ReviewStore, load_secret
-
-            services.reviews = ReviewStore(pool=pool)
-            services.extras["review_key"] = load_secret(pool)
-            services.reviewer = EscalationReviewer(
-                policy=policy, store=services.reviews, audit=services.audit, redact=services.redact,
-                signing_key=services.extras["review_key"],
-            )
-            services.review_uncertain = InputReviewer(
-                store=services.reviews, audit=services.audit, signing_key=services.extras["review_key"],
-            )
         except Exception:
+            if scheduler is not None:
+                scheduler.stop()
             pool.close()
             raise
         return services
 
 
-_ENV_REF = re.compile(r"^\$\{([A-Z_][A-Z0-9_]*)(?::-(.*))?\}$")
+def check_policy_domain(policy: Policy, plugin: DomainPlugin, path: str | Path) -> None:
+    """Refuse a policy written for another domain than the one served.
+
+    Raises:
+        DomainConfigError: The policy's ``domain:`` names another domain.
+    """
+    from graph.plugins import DomainConfigError
+
+    if policy.domain is not None and policy.domain.rsplit(".", 1)[-1] != plugin.name:
+        raise DomainConfigError(
+            f"the policy {path} is for the domain {policy.domain!r} but the {plugin.name!r} domain is served"
+            " (set AIRLOCK_DOMAIN or the policy's domain: to agree)"
+        )
 
 
-def expand_env(value: Any, environ: Mapping[str, str] | None = None) -> Any:
-    """Replace ``"${VAR}"`` / ``"${VAR:-default}"`` strings in layer params; empty becomes None."""
-    env = os.environ if environ is None else environ
+def redact_value(value: Any, mask: Callable[[str], str] | None) -> Any:
+    """Mask PII in a JSON-like value with ``mask`` (None: unchanged)."""
+    if mask is None or value is None:
+        return value
     if isinstance(value, str):
-        match = _ENV_REF.match(value)
-        if not match:
-            return value
-        resolved = env.get(match[1], match[2] or "")
-        return resolved or None
-    if isinstance(value, Mapping):
-        return {k: expand_env(v, env) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand_env(v, env) for v in value]
-    return value
+        return mask(value)
+    # One analyzer pass over the whole document instead of one per string.
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    masked = mask(text)
+    if masked == text:
+        return value
+    try:
+        return json.loads(masked)
+    except ValueError:  # a span crossed JSON syntax: fall back to field by field
+        if isinstance(value, Mapping):
+            return {k: redact_value(v, mask) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [redact_value(v, mask) for v in value]
+        return value
+
+
+def prepare_database(
+    url: str, *, plugin: DomainPlugin | None = None, check_member: bool = True
+) -> None:
+    """As the connecting user (the owner): apply migrations, load the domain's seed data, create the checkpoint tables.
+
+    The app then connects as :data:`nodes.audit_key.APP_ROLE`, which may not create tables and may
+    only INSERT and SELECT the audit tables. A login that is a member of that role but owns
+    nothing works too once an owner has migrated (``airlock db migrate``): every step here is
+    then a check that finds nothing to do.
+
+    Args:
+        url: The database, reached as the owner (or, once migrated, as a member of the app role).
+        plugin: The domain whose migrations and seed data to apply (default: the configured one).
+        check_member: Require that the connecting user may act as the app role (not for ``db migrate``).
+
+    Raises:
+        DatabaseConfigError: The connecting user cannot act as the app role.
+    """
+    if plugin is None:
+        from graph.plugins import load_plugin
+
+        plugin = load_plugin()
+    owner = open_pool(url, max_size=2)
+    try:
+        migrate(owner, domains=(plugin,))
+        if plugin.seed is not None:
+            plugin.seed(owner)
+        with owner.connection() as conn:
+            row = conn.execute(
+                "SELECT current_user AS who, pg_has_role(current_user, %s, 'MEMBER') AS member", (APP_ROLE,),
+            ).fetchone()
+            assert row is not None
+        if check_member and not row["member"]:  # type: ignore[call-overload,index]
+            raise DatabaseConfigError(
+                f"the database user {row['who']} cannot act as {APP_ROLE}, the role the app runs as: "  # type: ignore[call-overload,index]
+                f"run GRANT {APP_ROLE} TO {row['who']} as the owner"  # type: ignore[call-overload,index]
+            )
+        _make_checkpoint_tables(owner)
+    finally:
+        owner.close()
+
+
+def _make_checkpoint_tables(pool: Any, attempts: int = 5) -> None:
+    """Run LangGraph's checkpoint migrations unless done; safe from several processes at once.
+
+    Two processes starting on a new database both run the setup, and one of them meets the
+    other's row or table (a unique violation): it reads the version again and goes on. Not a
+    lock: the setup builds indexes CONCURRENTLY, which waits for every open snapshot, including
+    one waiting on such a lock, so a lock would deadlock the two processes.
+    """
+    for attempt in range(attempts):
+        if _checkpoint_version(pool) >= len(PostgresSaver.MIGRATIONS) - 1:
+            return
+        try:
+            PostgresSaver(pool).setup()
+            return
+        except psycopg.errors.UniqueViolation:
+            if attempt == attempts - 1:
+                raise
+
+
+def _checkpoint_version(pool: Any) -> int:
+    """Return the newest LangGraph checkpoint migration applied (-1: no checkpoint tables)."""
+    with pool.connection() as conn:
+        row = conn.execute("SELECT to_regclass('public.checkpoint_migrations') IS NOT NULL AS has_table").fetchone()
+        if row is None or not row["has_table"]:
+            return -1
+        top = conn.execute("SELECT max(v) AS v FROM checkpoint_migrations").fetchone()
+        return -1 if top is None or top["v"] is None else int(top["v"])
 
 
 def checkpoint_serde(data_dir: Path) -> Any:
@@ -288,39 +591,63 @@ def checkpoint_serde(data_dir: Path) -> Any:
     return encrypted_serde(load_vault_key(data_dir=data_dir))
 
 
-def build_pipeline(layers: list[LayerConfig]) -> Any:
-    """Build a guard pipeline from the policy's ordered layer list."""
-    from nodes.guards.pipeline import GuardPipeline, LayerSpec
+def _bounds(policy: Policy, direction: str) -> dict[str, Any]:
+    return {"max_chars": getattr(policy.guards.max_chars, direction),
+            "layer_budget_ms": policy.guards.layer_budget_ms}
+
+
+def build_pipeline(
+    layers: list[LayerConfig], *, max_chars: int | None = None, layer_budget_ms: float | None = None
+) -> GuardPipeline:
+    """Build a guard pipeline from the policy's ordered layer list.
+
+    Args:
+        layers: The policy's layers, in order.
+        max_chars: Longer texts are blocked unread (default: the pipeline's).
+        layer_budget_ms: A layer's time budget; None: none (the app passes the policy's, after
+            which the models are warmed before the first message).
+    """
+    from nodes.guards.pipeline import DEFAULT_MAX_CHARS, GuardPipeline, layer_specs
 
     return GuardPipeline(
-        layers=[
-            LayerSpec(name=layer.layer, params=expand_env(dict(layer.params)), fail_open=layer.fail_open,
-                      only_if_escalated=layer.only_if_escalated)
-            for layer in layers
-        ]
+        layers=layer_specs(layers),
+        max_chars=max_chars or DEFAULT_MAX_CHARS,
+        layer_budget_ms=layer_budget_ms,
     )
 
 
-def _default_model(settings: AirlockSettings) -> BaseChatModel:
+def _default_model(settings: AirlockSettings, plugin: DomainPlugin) -> BaseChatModel:
     from nodes.model.factory import ModelSettings, make_chat_model
 
     env = dict(os.environ)
     if settings.model_provider:
         env["AIRLOCK_MODEL_PROVIDER"] = settings.model_provider
-    return make_chat_model(ModelSettings.from_env(env))
+    return make_chat_model(ModelSettings.from_env(env), offline=plugin.offline_planner, domain=plugin.name)
 
 
-def _attach_optional(services: AirlockServices) -> None:
-    """Attach the PII vault and masking when the policy's pipelines use the PII layer."""
-    uses_pii = any(
-        layer.layer in {"pii", "output_pii"}
-        for layer in (*services.policy.guards.input, *services.policy.guards.output)
-    )
-    if not uses_pii:
-        return
+def _pii_parts(
+    policy: Policy, settings: AirlockSettings, pool: ConnectionPool, plugin: DomainPlugin,
+) -> tuple[VaultStore | None, Callable[[str], str] | None]:
+    """Return the PII vault store and the text masker when the policy's pipelines use the PII layer.
+
+    Also gives the PII layer the served domain's allowances (``DomainPlugin.pii``) and the
+    data-request layer its words for other people's data (``DomainPlugin.third_party``).
+    """
+    pii_layers = {"pii", "output_pii"}
+    guards = policy.guards
+    if any(layer.layer in pii_layers for layer in (*guards.input, *guards.output, *guards.tool_result)):
+        from nodes.guards.pii import use_allowances
+
+        # One domain per process: the PII layer keeps the served domain's identifiers and words.
+        use_allowances(plugin.pii)
+    if any(layer.layer == "data_request" for layer in guards.input):
+        from nodes.guards.data_request import use_vocabulary
+
+        use_vocabulary(plugin.third_party)
+    if not any(layer.layer in pii_layers for layer in (*guards.input, *guards.output)):
+        return None, None
     from nodes.guards.pii import mask_text
-    from nodes.guards.vault import VaultStore, load_vault_key
+    from nodes.guards.vault import load_vault_key
 
-    key = load_vault_key(data_dir=services.settings.data_dir)
-    services.vault_store = VaultStore(pool=services.pool, key=key)
-    services.extras["mask_text"] = lambda text: mask_text(text)[0]
+    key = load_vault_key(data_dir=settings.data_dir)
+    return VaultStore(pool=pool, key=key), lambda text: mask_text(text)[0]

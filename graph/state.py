@@ -1,4 +1,10 @@
-"""Graph state: messages plus the guard decisions the UI shows."""
+"""Graph state: the current turn's messages and guard decisions, and what the guards carry across turns.
+
+Lists that grew with the conversation are kept small: the input guard starts each turn by
+moving finished turns' messages to ``thread_messages`` and replacing ``decisions`` and
+``guarded_ids`` (``Overwrite``); every decision is also a row of ``guard_decisions``
+(see ``graph.records``), which is where a thread's whole history of decisions is read.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import Annotated, Any, NotRequired, TypedDict
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
+from langgraph.types import Overwrite
 
 from graph.identity import keep_first
 
@@ -20,6 +27,7 @@ __all__ = [
     "ToolTask",
     "input_risk_fact",
     "merge_input_risk",
+    "written",
 ]
 
 #: Risk levels of a customer message, lowest first: ``none`` (the guards were sure, or a
@@ -70,6 +78,11 @@ def input_risk_fact(carrier: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def written(value: Any) -> Any:
+    """Return what a node's update writes to a channel (an ``Overwrite``'s value, else the value)."""
+    return value.value if isinstance(value, Overwrite) else value
+
+
 class InputState(TypedDict):
     """What a caller sends: new messages only."""
 
@@ -80,8 +93,11 @@ class AirlockState(InputState, total=False):
     """The full state of a thread.
 
     Attributes:
-        decisions: Every guard and guardrail decision of the thread, PII-free, in order.
-        guarded_ids: Ids of the customer messages the input guard has already checked.
+        messages: The current turn (the input guard moves finished turns to ``thread_messages``;
+            a turn whose tool calls are not all answered stays until they are).
+        decisions: The current turn's guard and guardrail decisions, PII-free, in order (the
+            input guard replaces them when a turn starts; the thread's are in ``guard_decisions``).
+        guarded_ids: Ids of the messages in state the input guard has already checked.
         input_action: The input guard's final action for the latest user message.
         owner: The customer the thread belongs to: the verified customer of its first message;
             only they may answer its gates (see ``graph.identity``).

@@ -1,8 +1,8 @@
 """Custom auth for ``langgraph dev`` / the LangGraph server (``langgraph.json`` → ``auth``).
 
 Every request carries HTTP Basic credentials of an account in the app's accounts file
-(``AIRLOCK_ACCOUNTS``, else the demo file ``ui/accounts.demo.yaml``; PBKDF2 hashes, see
-``ui/auth.py``). The authenticated user carries ``customer_id`` and ``roles``; the server
+(``AIRLOCK_ACCOUNTS``, else the domain's demo file, e.g. ``tools/airline/accounts.demo.yaml``;
+PBKDF2 hashes, see ``ui/auth.py``). The authenticated user carries ``customer_id`` and ``roles``; the server
 puts it in each run's ``config["configurable"]["langgraph_auth_user"]``, and the graph takes
 the customer from there (``graph/identity.py``), never from the run's context.
 
@@ -33,7 +33,11 @@ from typing import Any
 
 from langgraph_sdk import Auth
 
-from ui.auth import CUSTOMER_ROLE, Account, Accounts, LoginThrottle, accounts_path, load_accounts
+from graph.db import open_pool, resolve_database_url
+from graph.runtime import AirlockSettings
+from nodes.audit import AuditLog
+from ui.auth import CUSTOMER_ROLE, Account, Accounts, accounts_path, load_accounts
+from ui.login_throttle import LoginGate, LoginThrottle, LoginUnavailableError
 
 __all__ = ["OWNER_KEY", "auth", "authenticate_basic"]
 
@@ -41,7 +45,6 @@ OWNER_KEY = "owner"
 _CACHE_TTL_S = 300.0  # a verified password is not re-hashed (about 0.1 s of CPU) for this long
 
 auth = Auth()
-_throttle = LoginThrottle()
 _cache_key = secrets.token_bytes(32)  # per process: cache keys are useless outside it
 _verified: dict[bytes, tuple[float, str]] = {}
 
@@ -49,6 +52,20 @@ _verified: dict[bytes, tuple[float, str]] = {}
 @lru_cache(maxsize=1)
 def _accounts() -> Accounts:
     return load_accounts(accounts_path())
+
+
+@lru_cache(maxsize=1)
+def _gate() -> LoginGate:
+    """Return the login gate: the app's Postgres throttle (shared with the Gradio app) and audit."""
+    settings = AirlockSettings.from_env()
+    from nodes.audit_key import APP_ROLE, load_audit_key
+
+    pool = open_pool(resolve_database_url(settings.database_url, data_dir=settings.data_dir), max_size=4,
+                     role=APP_ROLE)
+    audit = AuditLog(pool=pool, key=load_audit_key(data_dir=settings.data_dir, generate=settings.database_url is None),
+                     anchors_path=settings.anchors_file)
+    return LoginGate(accounts=_accounts(), throttle=LoginThrottle(pool=pool),
+                     audit=lambda event, actor, payload: audit.append(event, actor=actor, payload=payload))
 
 
 def _unauthorized(detail: str) -> Auth.exceptions.HTTPException:
@@ -71,17 +88,18 @@ def _parse_basic(authorization: str | None) -> tuple[str, str]:
     return username, password
 
 
-def _check(username: str, password: str) -> Account | None:
+def _check(username: str, password: str, address: str) -> Account | None:
     accounts = _accounts()
     key = hmac.new(_cache_key, f"{username}\0{password}".encode(), hashlib.sha256).digest()
     now = time.monotonic()
     hit = _verified.get(key)
     if hit is not None and hit[0] > now and hit[1] == username:
         return accounts.get(username)
-    if _throttle.locked(username, now=now):
-        return None
-    account = accounts.authenticate(username, password)
-    _throttle.record(username, account is not None, now=now)
+    try:
+        # Throttled per (username, address) and per address, never per username alone.
+        account = _gate().check(username, password, address)
+    except LoginUnavailableError as exc:
+        raise Auth.exceptions.HTTPException(status_code=503, detail=str(exc)) from None
     if account is not None:
         if len(_verified) > 10_000:  # bound memory
             _verified.clear()
@@ -89,11 +107,12 @@ def _check(username: str, password: str) -> Account | None:
     return account
 
 
-def authenticate_basic(authorization: str | None) -> dict[str, Any]:
+def authenticate_basic(authorization: str | None, address: str = "") -> dict[str, Any]:
     """Verify HTTP Basic credentials against the accounts file; return the server's user.
 
     Args:
         authorization: The ``Authorization`` header.
+        address: The client's address (the throttle's key with the username).
 
     Returns:
         The user: ``identity`` (username), ``customer_id``, ``roles`` and ``permissions``.
@@ -102,7 +121,7 @@ def authenticate_basic(authorization: str | None) -> dict[str, Any]:
         Auth.exceptions.HTTPException: 401 when the credentials are missing or wrong.
     """
     username, password = _parse_basic(authorization)
-    account = _check(username, password)
+    account = _check(username, password, address)
     if account is None:
         raise _unauthorized("wrong username or password (or too many attempts)")
     return {
@@ -116,9 +135,11 @@ def authenticate_basic(authorization: str | None) -> dict[str, Any]:
 
 
 @auth.authenticate
-async def _authenticate(authorization: str | None) -> dict[str, Any]:
-    # PBKDF2 is CPU work: keep the server's event loop free while it runs.
-    return await asyncio.to_thread(authenticate_basic, authorization)
+async def _authenticate(authorization: str | None, request: Any) -> dict[str, Any]:
+    client = getattr(request, "client", None)
+    address = str(getattr(client, "host", "") or "")
+    # PBKDF2 and the throttle's query block: keep the server's event loop free while they run.
+    return await asyncio.to_thread(authenticate_basic, authorization, address)
 
 
 # -- authorization ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
-__all__ = ["init_metrics", "record_decisions", "record_tool", "watch_breakers"]
+__all__ = ["init_metrics", "record_decisions", "record_notification", "record_tool", "watch_breakers"]
 
 log = logging.getLogger(__name__)
 _meter = metrics.get_meter("airlock")
@@ -28,6 +28,10 @@ _latency = _meter.create_histogram(
 _tools = _meter.create_counter("airlock_tool_calls", unit="1", description="Guarded tool calls by tool and outcome")
 _payments = _meter.create_counter(
     "payments_total", unit="1", description="Money-moving tool results by status (captured, deduplicated, ...)"
+)
+_notifications = _meter.create_counter(
+    "airlock_notifications", unit="1",
+    description="Outbox delivery attempts by kind, channel and outcome (sent, pending = will retry, dead, skipped)",
 )
 _BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
 _breaker_sources: list[weakref.WeakMethod[Callable[[], Mapping[str, str]]]] = []
@@ -87,6 +91,11 @@ def record_tool(tool: str, status: str, content: Mapping[str, Any]) -> None:
     _tools.add(1, {"tool": tool, "status": status})
     if content.get("charge_ids") or status in {"captured", "refunded"}:
         _payments.add(1, {"status": status, "tool": tool})
+
+
+def record_notification(kind: str, channel: str, outcome: str) -> None:
+    """Count one outbox delivery attempt (alert on ``outcome="dead"``)."""
+    _notifications.add(1, {"kind": kind, "channel": channel, "outcome": outcome})
 
 
 def watch_breakers(states: Callable[[], Mapping[str, str]]) -> None:

@@ -11,44 +11,97 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from graph.context import AirlockContext
+from graph.domain import OutputRules
 from graph.state import AirlockState
 from nodes.audit import AuditLog
 from nodes.guards.base import Action, GuardContext
 from nodes.metrics import record_decisions
-from nodes.model.offline import TRANSFER_MESSAGE
 
-__all__ = ["TRANSFER_MESSAGE", "OutputGuard"]
+__all__ = ["OutputGuard", "handoff_text", "review_note"]
 
 WITHHELD = "Sorry, I can't share that answer. A human agent can help if you need more."
 
 
-def _transferred(messages: list[Any]) -> bool:
-    """Return True when this turn's last tool call was a successful hand-off to a human."""
+def _handoff(messages: list[Any], tool: str | None) -> dict[str, Any] | None:
+    """Return the review note of this turn's hand-off to a human if it happened ({} if unreviewed), else None."""
+    if tool is None:
+        return None
     for message in reversed(messages[:-1]):  # the newest message is the answer being guarded
-        if isinstance(message, ToolMessage) and message.name == "transfer_to_human_agents":
+        if isinstance(message, ToolMessage) and message.name == tool:
             try:
                 result = json.loads(str(message.content))
                 status = result.get("status")
                 if status == "deduplicated":
                     status = result.get("original_status")
+                review = result.get("review")
             except (ValueError, AttributeError):
-                status = None
+                status, review = None, None
             # Only a hand-off that happened is a transfer: one a reviewer rejected (or that
             # timed out, was declined or failed) must not tell the customer to hold on.
-            return status == "ok"
+            if status != "ok":
+                return None
+            return review if isinstance(review, dict) and review.get("decision") == "approve" else {}
         if isinstance(message, AIMessage) and not message.tool_calls:
-            return False
-    return False
+            return None
+    return None
+
+
+def handoff_text(review: dict[str, Any], fixed: str) -> str:
+    """Say what happens after a hand-off: the policy's notice (else the fixed text) and the reviewer's comment."""
+    text = str(review.get("notice") or "").strip() or fixed
+    comment = str(review.get("comment") or "").strip()
+    if comment:
+        text += f"\n\nThe reviewer's comment: \"{comment}\""
+    return text
+
+
+def _review_edits(messages: list[Any]) -> list[dict[str, Any]]:
+    """Return the reviewer edits (``review`` of a tool result) of this turn's tool calls, oldest first."""
+    found: list[dict[str, Any]] = []
+    for message in reversed(messages[:-1]):
+        if isinstance(message, AIMessage) and not message.tool_calls:
+            break  # the previous turn's answer
+        if not isinstance(message, ToolMessage):
+            continue
+        try:
+            review = json.loads(message.text).get("review")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(review, dict) and review.get("decision") == "edit":
+            found.insert(0, review)
+    return found
+
+
+def _figure(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def review_note(review: dict[str, Any]) -> str:
+    """Say, in code's words, what a reviewer changed in a request and what they wrote."""
+    changed = review.get("changed")
+    if not isinstance(changed, dict):
+        changed = {}
+    changes = "; ".join(
+        f"{str(k).replace('_', ' ')}: {_figure(v.get('from'))} -> {_figure(v.get('to'))}"
+        for k, v in changed.items() if isinstance(v, dict)
+    )
+    note = "A reviewer changed your request"
+    note += f" ({changes})." if changes else "."
+    comment = str(review.get("comment") or "").strip()
+    if comment:
+        note += f" The reviewer's comment: \"{comment}\""
+    return note
 
 
 class OutputGuard:
-    """The ``guard_output`` node: output pipeline plus the transfer protocol."""
+    """The ``guard_output`` node: output pipeline plus the domain's transfer protocol (``rules``)."""
 
     def __init__(
-        self, *, pipeline: Any | None, audit: AuditLog,
+        self, *, pipeline: Any | None, audit: AuditLog, rules: OutputRules,
         vault_for: Callable[[str | None], Any] | None = None,
     ) -> None:
         self._pipeline, self._audit, self._vault_for = pipeline, audit, vault_for
+        self._rules = rules
 
     def __call__(
         self, state: AirlockState, config: RunnableConfig, runtime: Runtime[AirlockContext]
@@ -60,12 +113,18 @@ class OutputGuard:
             return {}
         ctx_rt = runtime.context or AirlockContext()
         thread_id = (config.get("configurable") or {}).get("thread_id")
-        text = last.content if isinstance(last.content, str) else str(last.content)
+        text: str = str(last.text)  # content blocks read as their text, never as a Python repr
         decisions: list[dict[str, Any]] = []
-        # Policy rule 20 (transfer protocol) is enforced by code, not left to the model.
-        if _transferred(messages) and text != TRANSFER_MESSAGE:
-            text = TRANSFER_MESSAGE
+        # The transfer protocol is enforced by code, not left to the model.
+        handoff = _handoff(messages, self._rules.handoff_tool)
+        if handoff is not None and text != handoff_text(handoff, self._rules.handoff_text):
+            text = handoff_text(handoff, self._rules.handoff_text)
             decisions.append({"stage": "output", "layer": "transfer_protocol", "action": "modify"})
+        # A reviewer's edit and comment reach the customer in code's words, whatever the model said.
+        notes = [review_note(r) for r in _review_edits(messages)]
+        if notes:
+            text = "\n\n".join([text, *notes]) if text else "\n\n".join(notes)
+            decisions.append({"stage": "output", "layer": "review_note", "action": "modify"})
         if self._pipeline is not None:
             ctx = GuardContext(
                 direction="output", thread_id=thread_id, user_id=ctx_rt.user_id,

@@ -35,8 +35,10 @@ def free_port() -> int:
 class AppServer:
     """The app in a subprocess on a free port against one database."""
 
-    def __init__(self, database_url: str, *, data_dir: Path, timeout: float = 60.0) -> None:
+    def __init__(self, database_url: str, *, data_dir: Path, timeout: float = 60.0,
+                 env: dict[str, str] | None = None) -> None:
         self.database_url = database_url
+        self.extra_env = dict(env or {})
         self.data_dir = data_dir
         self.timeout = timeout
         self.port = free_port()
@@ -50,9 +52,11 @@ class AppServer:
             "DATABASE_URL": self.database_url,
             "AIRLOCK_MODEL_PROVIDER": "offline",
             "AIRLOCK_DATA_DIR": str(self.data_dir),  # the vault key of this test run
+            "AIRLOCK_AUDIT_KEY": os.environ["AIRLOCK_AUDIT_KEY"],  # required with DATABASE_URL (conftest's)
             "GRADIO_ANALYTICS_ENABLED": "False",
             "PYTHONUNBUFFERED": "1",
         })
+        env.update(self.extra_env)
         return env
 
     def log(self, chars: int = 4000) -> str:

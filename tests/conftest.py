@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # One vault key for the whole run, inherited by subprocesses (app servers, langgraph dev),
 # so every process that opens a test database agrees on it.
 os.environ.setdefault("AIRLOCK_VAULT_KEY", "YWlybG9jay10ZXN0LXZhdWx0LWtleS0zMi1ieXRlcyE=")
+# Likewise one audit key (tests use DATABASE_URL, where the key is required, not generated).
+os.environ.setdefault("AIRLOCK_AUDIT_KEY", "YWlybG9jay10ZXN0LWF1ZGl0LWtleS0zMi1ieXRlcyE=")
 _TEMPLATE_LOCK = threading.Lock()
 _template_name: str | None = None
 
@@ -105,3 +107,14 @@ def pool(database_url: str):  # type: ignore[no-untyped-def]
     p = open_pool(database_url, max_size=60)
     yield p
     p.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pii_analyses() -> Iterator[None]:
+    """Start each test with an empty PII analysis cache, so tests that count analyzer work see it all."""
+    import sys
+
+    pii = sys.modules.get("nodes.guards.pii")  # never import Presidio for a test that does not use it
+    if pii is not None:
+        pii.clear_analysis_cache()
+    yield

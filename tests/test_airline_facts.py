@@ -554,4 +554,5 @@ def test_confirm_messages_render_amounts(backend: AirlineBackend) -> None:
     facts = facts_for(backend, "update_reservation_baggages", args, res["user_id"])
     text = graph_cel.render_template(chain["guardrail.confirm"]["message"],
                                      {"args": args, "facts": facts})
-    assert "USD 150.00, charged to credit_card_4938634" in text and "?" in text[-1]
+    assert "USD 150.00, charged to Visa ending 9990" in text and "?" in text[-1]
+    assert "credit_card_4938634" not in text  # the customer reads the card, not its id

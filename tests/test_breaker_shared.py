@@ -24,6 +24,7 @@ from nodes.guardrails.resilience import (
     is_infrastructure_failure,
 )
 from tests.conftest import ROOT
+from tests.helpers import FakeClock
 
 pytestmark = pytest.mark.postgres
 TOOL = "update_reservation_baggages"
@@ -36,16 +37,6 @@ def _config(**kw: object) -> ResilienceGuardrail:
     )
     base.update(kw)
     return ResilienceGuardrail.model_validate(base)
-
-
-class FakeClock:
-    """One clock both 'processes' read, moved by the test instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

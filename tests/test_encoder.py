@@ -194,4 +194,4 @@ def test_shipped_policy_runs_the_encoder_as_resolver_before_safety() -> None:
     enc = specs[names.index("encoder")]
     assert names.index("classifiers") < names.index("encoder") < names.index("safety")
     assert enc.only_if_escalated and enc.fail_open
-    assert enc.params["confirm_action"] == "escalate"
+    assert enc.params["confirm_action"] == "block"

@@ -192,8 +192,6 @@ def _short_timeout_policy(tmp_path: Path) -> Path:
 
 
 def test_timed_out_review_takes_its_timeout_action_once_with_two_sweepers(database_url, tmp_path):
-    import time
-
     policy = _short_timeout_policy(tmp_path)
     services = make_services(database_url, policy=policy)
     try:
@@ -201,7 +199,10 @@ def test_timed_out_review_takes_its_timeout_action_once_with_two_sweepers(databa
         threads = [app.new_thread(user_id=USER) for _ in range(3)]
         for thread in threads:
             app.send(thread_id=thread, user_id=USER, text="Please transfer me to a human agent")
-        time.sleep(1.2)
+        # Past due without waiting: the reviews' deadline is moved, as the clock would move it.
+        with services.pool.connection() as conn:
+            conn.execute("UPDATE reviews SET due_at = now() - interval '1 second' WHERE thread_id = ANY(%s)",
+                         (threads,))
         other = make_services(database_url, policy=policy)
         try:
             app2, _ = make_app(other, model=ScriptedChatModel(script=[_reactive] * 20))
@@ -265,7 +266,24 @@ def test_transfer_protocol_is_enforced_by_code(services):
     app.send(thread_id=thread, user_id=USER, text="Please transfer me to a human agent")
     review = app.list_reviews(roles=REVIEWER)[0]
     done = app.decide_review(review_id=review["review_id"], reviewer="sam", roles=REVIEWER, action="approve")
-    assert done.reply == "YOU ARE BEING TRANSFERRED TO A HUMAN AGENT. PLEASE HOLD ON."
+    assert "all sorted" not in done.reply
+    assert done.reply.startswith("YOU ARE BEING TRANSFERRED TO A HUMAN AGENT.")
+    # Not a dead end: the policy's words say who has the case, its reference and what comes next.
+    assert f"(reference {review['review_id']})" in done.reply and "will contact you" in done.reply
+    assert "{state.case}" not in done.reply and "?" not in done.reply
+
+
+def test_an_approved_handoff_carries_the_reviewers_comment_to_the_customer(services):
+    app, _ = make_app(services, [_transfer(), AIMessage(content="ok")])
+    thread = app.new_thread(user_id=USER)
+    app.send(thread_id=thread, user_id=USER, text="Please transfer me to a human agent")
+    review = app.list_reviews(roles=REVIEWER)[0]
+    done = app.decide_review(review_id=review["review_id"], reviewer="sam", roles=REVIEWER, action="approve",
+                             message="A colleague will e-mail you about the refund today.")
+    assert f"reference {review['review_id']}" in done.reply
+    assert done.reply.endswith('The reviewer\'s comment: "A colleague will e-mail you about the refund today."')
+    payload = tool_payloads(app.messages(thread))[-1]
+    assert payload["review"]["decision"] == "approve" and payload["review"]["case"] == review["review_id"]
 
 
 def test_a_reviewed_tool_runs_once_across_the_pause(services):
@@ -285,3 +303,29 @@ def test_policies_may_not_review_writes_after_they_ran(database_url, tmp_path):
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(ValueError, match="use phase: before for write tools"):
         make_services(database_url, policy=path)
+
+
+# A thread read while its turn is still running shows only guarded text and says it is running.
+# The customer's page polls the thread while a reviewer decides; the resumed run checkpoints the
+# model's answer before the output guard rewrites it. A poll between the two must neither show
+# the unguarded words nor stop polling as if the turn were over (the chat would keep them).
+def test_an_answer_the_output_guard_has_not_read_is_not_shown_and_the_turn_reads_as_running(services):
+    app, _ = make_app(services, [AIMessage(content="Hello, how can I help?")])
+    thread = app.new_thread(user_id=USER)
+    first = app.send(thread_id=thread, user_id=USER, text="hello")
+    assert not first.running
+    config = {"configurable": {"thread_id": thread}}
+    # The model has answered; the output guard has not run yet (the checkpoint between the two).
+    app.graph.update_state(config, {"messages": [AIMessage(content="UNGUARDED model words")]},
+                           as_node="call_model")
+    assert app.graph.get_state(config).next == ("guard_output",)
+
+    mid = app.view(thread_id=thread, user_id=USER)
+    assert mid.running
+    assert all("UNGUARDED" not in str(m.content) for m in mid.messages)
+    assert "Hello, how can I help?" in [str(m.content) for m in mid.messages]
+
+    app.graph.invoke(None, config)  # the run goes on: the output guard reads the answer
+    done = app.view(thread_id=thread, user_id=USER)
+    assert not done.running
+    assert done.reply == "UNGUARDED model words"  # now guarded (nothing in it to change)

@@ -61,7 +61,7 @@ def test_a_timed_out_booking_is_not_booked_again_by_the_retry(database_url, tmp_
     try:
         app, _ = make_app(services, model=reactive_model({1: [BOOKING]}))
         thread = app.new_thread(user_id=USER)
-        gate = app.send(thread_id=thread, user_id=USER, text="book HAT001 for me, request r1").pending[0]
+        gate = app.send(thread_id=thread, user_id=USER, text="Please book HAT001 for me, request r1").pending[0]
         with HeldLock(database_url, USER_ROW_LOCK, (USER,)):
             first = app.answer_confirm(thread_id=thread, user_id=USER, interrupt_id=gate.id, action="confirm")
             # The attempt is still blocked on the row (an unknown outcome), nothing committed yet.

@@ -9,6 +9,7 @@ from graph.runtime import build_pipeline
 from nodes.guards.base import Action, GuardContext
 from nodes.guards.prefilter import DEFAULT_LANGUAGES, PreFilter, available_languages
 from tools.airline import POLICY_PATH
+from tools.retail import POLICY_PATH as RETAIL_POLICY_PATH
 
 # "Ignore all previous instructions" as an attacker writes it in each shipped language
 # (capitals, punctuation and a request after it, so the match is not an exact line).
@@ -38,6 +39,21 @@ def test_the_airline_policy_stops_it_at_layer_1(lang):
     pipeline = build_pipeline([layer for layer in policy.guards.input if layer.layer != "safety"])
     result = pipeline.run(ATTACKS[lang], GuardContext())
     assert result.action is Action.BLOCK and result.layer == "prefilter"
+
+
+@pytest.mark.parametrize("lang", sorted(ATTACKS))
+def test_the_retail_policy_stops_it_at_layer_1(lang):
+    policy = load_policy(RETAIL_POLICY_PATH)
+    pipeline = build_pipeline([layer for layer in policy.guards.input if layer.layer != "safety"])
+    result = pipeline.run(ATTACKS[lang], GuardContext())
+    assert result.action is Action.BLOCK and result.layer == "prefilter"
+
+
+@pytest.mark.parametrize("path", [POLICY_PATH, RETAIL_POLICY_PATH], ids=["airline", "retail"])
+def test_both_policies_load_every_shipped_blocklist(path):
+    policy = load_policy(path)
+    (prefilter,) = [layer for layer in policy.guards.input if layer.layer == "prefilter"]
+    assert PreFilter(**prefilter.params).scanner.languages == available_languages()
 
 
 def test_all_selects_every_list_and_unknown_languages_still_fail():

@@ -110,7 +110,7 @@ def test_approval_replayed_for_the_sibling_before_case_1_is_decided(services):
     row1 = next(r for r in app.list_reviews(roles=REVIEWER) if r["interrupt_id"] == case1.id)
     from graph.reviews import signed_resume
 
-    genuine = signed_resume(services.extras["review_key"], row=row1, decision={"type": "approve"}, reviewer="sam")
+    genuine = signed_resume(services.review_key, row=row1, decision={"type": "approve"}, reviewer="sam")
     _replay(app, thread, case2.id, genuine)
     assert [p.kind for p in app.pending(thread)] == ["review", "review"]
     assert ledger_rows(services) == []

@@ -36,7 +36,7 @@ def test_reviewer_lists_shows_and_approves(app, monkeypatch, capsys):
     app.send(thread_id=thread, user_id=USER, text="Please transfer me to a human agent")
     code, out = _run(app, monkeypatch, capsys, "sam", "--json", "list")
     assert code == 0
-    rows = json.loads(out.out)
+    rows = json.loads(out.out)["items"]
     assert len(rows) == 1 and rows[0]["thread_id"] == thread
     review_id = rows[0]["review_id"]
     code, out = _run(app, monkeypatch, capsys, "sam", "show", review_id)

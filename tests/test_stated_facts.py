@@ -15,8 +15,8 @@ from langgraph.types import Command
 
 from graph.context import AirlockContext
 from graph.service import AirlockApp, NotAllowedError, TurnResult
-from nodes.model.offline import OfflinePlanner
 from tests.helpers import audit_types, make_app, make_services, summarise, tool_call, tool_payloads
+from tools.airline.planner import AirlinePlanner as OfflinePlanner
 
 pytestmark = pytest.mark.postgres
 
@@ -207,7 +207,8 @@ def test_the_chat_ui_shows_the_choices_as_buttons(services):
     ui = AirlockUI(app=app, accounts=load_accounts(DEMO_ACCOUNTS_PATH))
     mia = SimpleNamespace(username="mia_li_3668")
     out = ui.on_send("Cancel reservation AIXC49 because my plans changed", None, mia)  # type: ignore[arg-type]
-    thread, box, buttons, state = out[7], out[12], out[14:14 + MAX_CHOICES], out[-1]
+    # The question's state follows its buttons (a guard summary comes after it).
+    thread, box, buttons, state = out[7], out[12], out[14:14 + MAX_CHOICES], out[14 + MAX_CHOICES]
     assert box.visible and state["values"][0] == "change_of_plan"
     assert [b.value for b in buttons if b.visible] == [
         "My plans changed", "The airline cancelled my flight", "A health reason", "The weather",
@@ -216,6 +217,6 @@ def test_the_chat_ui_shows_the_choices_as_buttons(services):
     after = ui.on_choice(0, thread, state, mia)  # type: ignore[arg-type]
     assert after[12].visible and [b.value for b in after[14:14 + MAX_CHOICES] if b.visible] == [
         "Yes, I dispute this: ask a supervisor", "No, keep my reservation"]
-    done = ui.on_choice(1, thread, after[-1], mia)  # type: ignore[arg-type]
+    done = ui.on_choice(1, thread, after[14 + MAX_CHOICES], mia)  # type: ignore[arg-type]
     assert not done[12].visible and app.pending(thread) == []
     assert _status(services, "AIXC49") != "cancelled"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import socket
 import subprocess
 import time
@@ -19,7 +20,7 @@ from tests.helpers import RES, ledger_rows, make_services
 pytestmark = [pytest.mark.studio, pytest.mark.postgres, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(os.sys.executable).parent
-# Demo accounts (ui/accounts.demo.yaml); their passwords are public.
+# Demo accounts (tools/airline/accounts.demo.yaml); their passwords are public.
 CUSTOMER, CUSTOMER_PASSWORD = "lei_rossi_3206", "demo"
 
 
@@ -94,6 +95,64 @@ def test_http_run_reaches_the_confirm_gate_and_completes_after_resume(studio, da
     state = client.threads.get_state(thread)
     assert state["interrupts"] == []
     assert "captured" in str(state["values"]["messages"][-2]["content"])
+    services = make_services(database_url)
+    try:
+        assert len(ledger_rows(services, RES)) == 1
+    finally:
+        services.close()
+
+
+@pytest.mark.browser
+def test_studio_thread_is_listed_in_the_app_and_a_resume_there_updates_studio(studio, database_url, tmp_path):
+    """Issue 10, item 13: a Studio thread shows in the app for its owner; a confirm there clears Studio's status."""
+    import playwright.sync_api as playwright_sync
+    from langgraph_sdk import get_sync_client
+
+    from tests.browser_server import AppServer
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, sign_in
+
+    client = get_sync_client(url=studio, headers=basic(CUSTOMER, CUSTOMER_PASSWORD))
+    thread = client.threads.create()["thread_id"]
+    client.runs.wait(thread, "airlock", input={"messages": [
+        {"role": "user", "content": "Please add 3 checked bags to reservation VAAOXJ"}]})
+    assert client.threads.get(thread)["status"] == "interrupted"
+    # Another customer's Studio thread must not show up in this customer's list.
+    other = get_sync_client(url=studio, headers=basic("mia_li_3668", "demo"))
+    foreign = other.threads.create()["thread_id"]
+    other.runs.wait(foreign, "airlock", input={"messages": [
+        {"role": "user", "content": "Add 3 checked bags to reservation AIXC49"}]})
+
+    # The app reads the vault key from its data directory (AppServer passes no AIRLOCK_* variable).
+    key_file = tmp_path / "vault.key"
+    key_file.write_text(os.environ["AIRLOCK_VAULT_KEY"] + "\n", encoding="ascii")
+    key_file.chmod(0o600)
+    with AppServer(database_url, data_dir=tmp_path) as app, \
+            playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context, page = sign_in(browser, app, CUSTOMER, CUSTOMER_PASSWORD)
+            field = page.locator("#thread-select input")
+            playwright_sync.expect(field).to_have_value(re.compile(r"awaiting your confirmation.*Studio: "))
+            page.locator("#thread-select input").click()
+            options = page.get_by_role("option")
+            playwright_sync.expect(options).to_have_count(1)  # mia's thread is not listed
+            page.keyboard.press("Escape")
+            gate = page.locator("#confirm-box")
+            playwright_sync.expect(gate).to_contain_text("USD 150.00")
+            page.locator("#confirm-btn").click()
+            playwright_sync.expect(gate).to_be_hidden()
+            playwright_sync.expect(page.locator("#chatbot")).to_contain_text("was charged")
+            context.close()
+        finally:
+            browser.close()
+
+    # Studio reads the same checkpoints: no interrupt left, and its thread record catches up.
+    assert client.threads.get_state(thread)["interrupts"] == []
+    deadline = time.monotonic() + 60
+    while client.threads.get(thread)["status"] != "idle":
+        assert time.monotonic() < deadline, client.threads.get(thread)
+        time.sleep(0.5)
+    assert other.threads.get(foreign)["status"] == "interrupted"  # untouched
     services = make_services(database_url)
     try:
         assert len(ledger_rows(services, RES)) == 1

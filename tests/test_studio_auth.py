@@ -30,7 +30,7 @@ from tests.test_studio import basic, run_studio
 
 OWNER = "lei_rossi_3206"  # owns reservation VAAOXJ (RES)
 ATTACKER = "harper_lopez_1489"
-PASSWORD = "demo"  # both demo accounts (ui/accounts.demo.yaml)
+PASSWORD = "demo"  # both demo accounts (tools/airline/accounts.demo.yaml)
 ASK = "Please add 3 checked bags to reservation VAAOXJ"
 
 
@@ -266,3 +266,45 @@ def test_http_owner_confirms_their_gate_and_is_charged_exactly_once(studio, owne
         "action": "confirm", "args_hash": gate["value"]["args_hash"]}}})
     assert owner.threads.get_state(thread)["interrupts"] == []
     assert _ledger(database_url) == 1
+
+
+@pytest.mark.studio
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_http_request_bodies_over_the_limit_are_refused(studio):
+    url, database_url = studio
+    headers = basic(OWNER, PASSWORD)
+    thread = httpx.post(f"{url}/threads", json={}, headers=headers, timeout=30).json()["thread_id"]
+    huge = {"assistant_id": "airlock", "input": {"messages": [{"role": "user", "content": "x" * 2_000_000}]}}
+    answer = httpx.post(f"{url}/threads/{thread}/runs/wait", json=huge, headers=headers, timeout=60)
+    assert answer.status_code == 413 and "too large" in answer.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"metadata": {"pad": "'
+        for _ in range(64):
+            yield b"x" * 65_536  # 4 MiB without a Content-Length
+        yield b'"}}'
+
+    answer = httpx.post(f"{url}/threads", content=chunks(), timeout=60,
+                        headers={**headers, "Content-Type": "application/json"})
+    assert answer.status_code == 413
+    # Nothing of either reached the checkpoints; a normal request still works.
+    assert httpx.get(f"{url}/threads/{thread}/state", headers=headers, timeout=30).json()["values"] in ({}, None)
+    assert httpx.post(f"{url}/threads", json={}, headers=headers, timeout=30).status_code == 200
+
+
+@pytest.mark.studio
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_http_wrong_passwords_from_one_address_do_not_lock_the_customer_out(studio):
+    url, _ = studio
+    victim = "mia_li_3668"  # a demo customer not signed in elsewhere in this module (no cached login)
+    for n in range(8):  # a stranger guesses the customer's password from 127.0.0.1
+        answer = httpx.post(f"{url}/threads/search", json={}, headers=basic(victim, f"guess-{n}"), timeout=30)
+        assert answer.status_code == 401
+    # The right password from the guessing address is refused for now ...
+    assert httpx.post(f"{url}/threads/search", json={}, headers=basic(victim, PASSWORD),
+                      timeout=30).status_code == 401
+    # ... but the customer, from their own address, is not locked out.
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=30) as own:
+        assert own.post(f"{url}/threads/search", json={}, headers=basic(victim, PASSWORD)).status_code == 200

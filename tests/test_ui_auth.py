@@ -19,7 +19,6 @@ from ui.auth import (
     DEMO_ACCOUNTS_PATH,
     MIN_ITERATIONS,
     AccountsError,
-    LoginThrottle,
     UnsafeListenError,
     accounts_main,
     check_listen_address,
@@ -202,12 +201,13 @@ def test_bad_accounts_file_fails_before_listening(tmp_path: Path) -> None:
 
 
 def test_launch_refuses_public_address(monkeypatch: pytest.MonkeyPatch, capsys: Capsys) -> None:
+    from graph.runtime import AirlockServices
     from ui import app as ui_app
 
     def boom(*a: Any, **k: Any) -> None:
         raise AssertionError("services must not start")
 
-    monkeypatch.setattr(ui_app.AirlockServices, "start", boom)
+    monkeypatch.setattr(AirlockServices, "start", boom)
     assert ui_app.launch(host="0.0.0.0", port=1, allow_remote=True, environ={}) == 2
     assert "refusing to listen on 0.0.0.0" in capsys.readouterr().err
     assert ui_app.launch(host="0.0.0.0", port=1, allow_remote=False, environ={}) == 2
@@ -245,30 +245,14 @@ def test_accounts_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert f"{bad}:2:" in capsys.readouterr().err
 
 
-# -- login throttle ------------------------------------------------------------------------------------
-def test_login_throttle() -> None:
-    throttle = LoginThrottle(max_failures=3, window_s=60, lockout_s=30)
-    for t in range(3):
-        assert not throttle.locked("sam", now=float(t))
-        throttle.record("sam", False, now=float(t))
-    assert throttle.locked("SAM", now=3.0)
-    assert not throttle.locked("alice", now=3.0)
-    assert not throttle.locked("sam", now=40.0)
-    throttle.record("sam", False, now=41.0)
-    throttle.record("sam", True, now=42.0)  # a success clears the count
-    throttle.record("sam", False, now=43.0)
-    throttle.record("sam", False, now=44.0)
-    assert not throttle.locked("sam", now=45.0)
-
-
 # -- the UI's server-side checks and rendering (no server, no browser) -------------------------------
 class FakeApp:
     """Only what AirlockUI touches; every reviewer method fails the test if reached."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool: Any = None) -> None:
         self.events: list[tuple[str, str, dict[str, Any]]] = []
         self.services = SimpleNamespace(
-            model=SimpleNamespace(),
+            model=SimpleNamespace(), pool=pool,
             audit=SimpleNamespace(append=lambda e, actor, thread_id=None, payload=None:
                                   self.events.append((e, actor, payload or {}))),
             redact=lambda v: v,
@@ -284,10 +268,10 @@ class FakeApp:
         raise AssertionError("a non-reviewer reached get_review")
 
 
-def make_ui(tmp_path: Path) -> tuple[Any, FakeApp]:
+def make_ui(tmp_path: Path, pool: Any = None) -> tuple[Any, FakeApp]:
     from ui.app import AirlockUI
 
-    fake = FakeApp()
+    fake = FakeApp(pool)
     return AirlockUI(app=fake, accounts=load_accounts(good_file(tmp_path))), fake  # type: ignore[arg-type]
 
 
@@ -308,16 +292,20 @@ def test_reviewer_handlers_refuse_customers_and_strangers(tmp_path: Path) -> Non
     assert [e[:2] for e in fake.events][:1] == [("ui.refused", "bob_smith_1")]
 
 
-def test_login_uses_accounts_and_throttle(tmp_path: Path) -> None:
-    ui, fake = make_ui(tmp_path)
+@pytest.mark.postgres
+def test_login_uses_accounts_and_throttle(tmp_path: Path, pool: Any) -> None:
+    from ui.login_throttle import LoginGate, LoginThrottle, ThrottleLimits
+
+    ui, fake = make_ui(tmp_path, pool)
     assert asyncio.run(ui.login("alice", PW))
     assert not asyncio.run(ui.login("alice", "wrong"))
     assert not asyncio.run(ui.login("nobody", PW))
     logins = [(e, a, p["ok"]) for e, a, p in fake.events]
     assert logins == [("auth.login", "alice", True), ("auth.login", "alice", False)]
-    ui.throttle = LoginThrottle(max_failures=1, lockout_s=60)
+    ui.gate = LoginGate(accounts=ui.accounts, throttle=LoginThrottle(pool=pool, limits=ThrottleLimits(per_pair=1)),
+                        audit=lambda e, a, p: fake.events.append((e, a, p)))
     assert not asyncio.run(ui.login("alice", "wrong"))
-    assert not asyncio.run(ui.login("alice", PW))  # locked out, even with the right password
+    assert not asyncio.run(ui.login("alice", PW))  # throttled from this address, even with the right password
 
 
 def test_render_messages_inline_decisions() -> None:
@@ -342,12 +330,12 @@ def test_render_messages_inline_decisions() -> None:
          "action": "allow"},
     ]
     gate = PendingInterrupt(id="i1", kind="confirm", value={"tool_call_id": "call_1", "type": "confirm"})
-    chat, ids = render_messages(messages, decisions, pending=[gate])
+    chat, ids = render_messages(messages, decisions, pending=[gate], staff=True)
     assert len(chat) == len(ids)
     assert chat[0] == {"role": "user", "content": "[message withheld by the input guard]"}
     assert "blocked by prefilter: blocklist:en:ignore_previous" in chat[1]["content"]
-    assert chat[1]["metadata"]["title"].startswith("🛡️ Input guard: blocked")
-    tool_box = next(m for m in chat if "get_reservation_details" in m.get("metadata", {}).get("title", ""))
+    assert chat[1]["metadata"]["title"].startswith("Blocked · input guard: blocked")
+    tool_box = next(m for m in chat if "get_reservation_details" in m["content"])
     assert "allowed by pre-tool" in tool_box["content"] and '"status": "ok"' in tool_box["content"]
     waiting = chat[-1]
     assert "waiting for your confirmation" in waiting["metadata"]["title"]
@@ -355,6 +343,6 @@ def test_render_messages_inline_decisions() -> None:
     assert describe_decision({"stage": "input", "layer": "pii", "action": "modify", "reason": "EMAIL"}) == \
         "modified by pii: EMAIL"
     assert decision_rows(decisions)[0] == ["get_reservation_details", "pre-tool", "allow", ""]
-    assert thread_label({"title": "Add bags", "pending": ["confirm"]}).startswith("⏸")
+    assert thread_label({"title": "Add bags", "pending": ["confirm"]}).startswith("[awaiting your confirmation]")
     label = thread_label({"title": "", "pending": ["review"]})
-    assert label == "⏳ waiting for a reviewer · New conversation"
+    assert label == "[waiting for a reviewer] New conversation"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from tests.helpers import (
@@ -100,11 +101,17 @@ def test_every_decision_is_audited_and_chained(services):
     executed = [e for e in events if e.event_type == "tool.executed"][0]
     assert executed.payload["confirmed_by"] == USER and executed.payload["idempotency_key"]
     assert services.audit.verify().ok
-    # Tampering is detected: the table refuses updates, and a forged row breaks the chain.
+    # Tampering is detected: the app's role may not update the table nor turn its trigger off,
+    # and a row the owner edits with the trigger off breaks the chain.
     with services.pool.connection() as conn:
-        with pytest.raises(Exception, match="append-only"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("UPDATE audit_events SET actor = 'mallory' WHERE id = %s", (executed.id,))
-        conn.execute("ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update")
-        conn.execute("UPDATE audit_events SET actor = 'mallory' WHERE id = %s", (executed.id,))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update")
+    with psycopg.connect(services.settings.database_url or "", autocommit=True) as owner:
+        with pytest.raises(psycopg.Error, match="append-only"):
+            owner.execute("UPDATE audit_events SET actor = 'mallory' WHERE id = %s", (executed.id,))
+        owner.execute("ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update")
+        owner.execute("UPDATE audit_events SET actor = 'mallory' WHERE id = %s", (executed.id,))
     report = services.audit.verify()
     assert not report.ok and report.first_bad_id == executed.id

@@ -1,3 +1,7 @@
-"""Domain tools and their backends, one sub-package per domain (``tools.airline`` first)."""
+"""Domain tools and their backends, one sub-package per domain (``tools.airline`` first).
 
-__all__: list[str] = []
+The public surface is the domain sub-packages themselves: :mod:`graph.plugins` loads one by
+name (``tools.<name>.plugin()``), so this module imports none of them.
+"""
+
+__all__ = ["airline", "retail"]

@@ -1,15 +1,16 @@
 """Accounts for the Gradio app: a YAML file of users with PBKDF2 password hashes and roles.
 
-The file (``AIRLOCK_ACCOUNTS``, default :data:`DEMO_ACCOUNTS_PATH`) looks like::
+The file (``AIRLOCK_ACCOUNTS``, default the served domain's demo file, ``DomainPlugin.demo_accounts``,
+:data:`DEMO_ACCOUNTS_PATH` for the configured domain) looks like::
 
     accounts:
       - username: sam
         password_hash: "pbkdf2_sha256$600000$<salt_b64>$<hash_b64>"
         roles: [reviewer, supervisor]
-      - username: lei_rossi_3206
+      - username: jane_doe_1234
         password_hash: "pbkdf2_sha256$600000$..."
         roles: [customer]
-        customer_id: lei_rossi_3206
+        customer_id: jane_doe_1234
 
 A role is ``customer``, ``reviewer`` or an assignee role that escalations name (``supervisor``
 ...). A bad file fails with the file, the line and the reason. ``airlock accounts hash`` prints
@@ -30,9 +31,6 @@ import os
 import re
 import secrets
 import sys
-import threading
-import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +40,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from graph.errors import AirlockError
+from graph.plugins import load_plugin
 
 __all__ = [
     "ACCOUNTS_ENV",
@@ -49,12 +48,12 @@ __all__ = [
     "CUSTOMER_ROLE",
     "DEFAULT_ITERATIONS",
     "DEMO_ACCOUNTS_PATH",
+    "demo_accounts_path",
     "MIN_ITERATIONS",
     "REVIEWER_ROLE",
     "Account",
     "Accounts",
     "AccountsError",
-    "LoginThrottle",
     "UnsafeListenError",
     "accounts_main",
     "accounts_path",
@@ -66,7 +65,15 @@ __all__ = [
 ]
 
 ACCOUNTS_ENV = "AIRLOCK_ACCOUNTS"
-DEMO_ACCOUNTS_PATH = Path(__file__).resolve().with_name("accounts.demo.yaml")
+
+def demo_accounts_path() -> Path | None:
+    """Return the configured domain's demo accounts file (None: it has none)."""
+    path = load_plugin().demo_accounts
+    return path.resolve() if path is not None else None
+
+
+#: The configured domain's demo accounts file, e.g. ``tools/airline/accounts.demo.yaml``.
+DEMO_ACCOUNTS_PATH = demo_accounts_path()
 ALGORITHM = "pbkdf2_sha256"
 # OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256; about 0.1 s per check on one core.
 DEFAULT_ITERATIONS = 600_000
@@ -327,15 +334,24 @@ def load_accounts(path: Path | str) -> Accounts:
             reason = f"accounts.{index}.username: {account.username!r} is listed twice"
             raise AccountsError(path, line, reason)
         by_name[account.username] = account
-    is_demo = parsed.demo or path.resolve() == DEMO_ACCOUNTS_PATH
+    is_demo = parsed.demo or path.resolve() == demo_accounts_path()
     return Accounts(path=path, accounts=by_name, is_demo=is_demo)
 
 
 def accounts_path(environ: Mapping[str, str] | None = None) -> Path:
-    """Return the accounts file: ``AIRLOCK_ACCOUNTS`` or the demo file."""
+    """Return the accounts file: ``AIRLOCK_ACCOUNTS`` or the served domain's demo file.
+
+    Raises:
+        AccountsError: Neither is there (a domain without demo accounts).
+    """
     env = os.environ if environ is None else environ
     value = (env.get(ACCOUNTS_ENV) or "").strip()
-    return Path(value) if value else DEMO_ACCOUNTS_PATH
+    if value:
+        return Path(value)
+    demo = demo_accounts_path()
+    if demo is None:
+        raise AccountsError(ACCOUNTS_ENV, None, "the domain has no demo accounts: set AIRLOCK_ACCOUNTS to your file")
+    return demo
 
 
 # -- where the app may listen -------------------------------------------------------------------
@@ -389,43 +405,6 @@ def check_listen_address(
             f"{ACCOUNTS_ENV} to an accounts file of your own (hashes from `airlock accounts hash`)"
         )
     return accounts
-
-
-# -- login throttling ---------------------------------------------------------------------------
-class LoginThrottle:
-    """Refuse logins for a username after repeated failures (slows password guessing)."""
-
-    def __init__(self, *, max_failures: int = 5, window_s: float = 300.0, lockout_s: float = 60.0) -> None:
-        self.max_failures = max_failures
-        self.window_s = window_s
-        self.lockout_s = lockout_s
-        self._failures: dict[str, deque[float]] = {}
-        self._locked_until: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def locked(self, username: str, *, now: float | None = None) -> bool:
-        """Return whether the username is locked out right now."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            return self._locked_until.get(username.lower(), 0.0) > now
-
-    def record(self, username: str, ok: bool, *, now: float | None = None) -> None:
-        """Record a login attempt; enough failures within the window lock the username."""
-        now = time.monotonic() if now is None else now
-        key = username.lower()
-        with self._lock:
-            if ok:
-                self._failures.pop(key, None)
-                return
-            failures = self._failures.setdefault(key, deque())
-            failures.append(now)
-            while failures and failures[0] < now - self.window_s:
-                failures.popleft()
-            if len(failures) >= self.max_failures:
-                self._locked_until[key] = now + self.lockout_s
-                failures.clear()
-            if len(self._failures) > 10_000:  # bound memory under a spray of usernames
-                self._failures.clear()
 
 
 # -- `airlock accounts` ---------------------------------------------------------------------------

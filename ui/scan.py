@@ -6,6 +6,13 @@ line; an ``"id"`` field is echoed back). Each output line is a JSON object with 
 ``layers``. The input text itself is not echoed (it may hold PII); ``--text`` adds the
 final, masked/normalised text.
 
+The pipeline is the one the app runs: the policy in ``--policy``, else ``$AIRLOCK_POLICY``,
+else the shipped one, with ``${VAR}`` references expanded as at start-up. ``action`` is what
+the app does with the message: the pipeline's uncertain band (``pipeline_action: escalate``)
+is resolved by the policy's ``guards.uncertain_action`` (``resolution``): ``proceed``/``allow``
+answer it (``input_risk: uncertain``), ``block`` refuses it, ``review`` holds it for a human
+(``action: escalate``). ``--layers`` runs bare layers and resolves nothing.
+
 Exit status: 0 whatever the decisions, 2 on a usage error (bad mode, missing file),
 1 when the pipeline cannot be built (unknown layer, missing classifier artefact).
 """
@@ -15,12 +22,15 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["build_scan_pipeline", "main", "parse_line", "scan_main"]
+from graph.errors import AirlockError
+
+__all__ = ["build_scan_pipeline", "main", "parse_line", "scan_main", "scan_policy_path", "scan_setup"]
 
 MODES = ("input", "output", "tool-result")
 _DIRECTIONS = {"input": "input", "output": "output", "tool-result": "tool_result"}
@@ -44,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--policy", metavar="PATH",
-        help="policy YAML whose 'guards' section defines the pipelines (default: built-in layers)",
+        help="policy YAML whose 'guards' section defines the pipelines (default: $AIRLOCK_POLICY, "
+        "else the shipped policy: what the app runs)",
     )
     parser.add_argument(
         "--layers", metavar="NAMES",
@@ -71,16 +82,31 @@ def parse_line(line: str) -> tuple[str, Any]:
     return line, None
 
 
+def scan_policy_path(policy: str | None) -> Path:
+    """Return the policy ``scan`` runs: ``policy``, else ``$AIRLOCK_POLICY``, else the app's default."""
+    if policy:
+        return Path(policy)
+    if os.environ.get("AIRLOCK_POLICY"):
+        return Path(os.environ["AIRLOCK_POLICY"])
+    from graph.plugins import load_plugin
+
+    return load_plugin().policy_path
+
+
 def build_scan_pipeline(mode: str, *, policy: str | None = None, layers: str | None = None) -> Any:
     """Build the pipeline ``scan`` uses for ``mode`` (``input``/``output``/``tool-result``)."""
-    from nodes.guards.pipeline import (
-        GuardPipeline,
-        LayerSpec,
-        default_input_layers,
-        default_output_layers,
-        default_tool_result_layers,
-        layer_specs,
-    )
+    return scan_setup(mode, policy=policy, layers=layers)[0]
+
+
+def scan_setup(mode: str, *, policy: str | None = None, layers: str | None = None) -> tuple[Any, str | None]:
+    """Return the pipeline ``scan`` runs for ``mode`` and how its uncertain band is resolved.
+
+    ``layers`` runs the named layers with default parameters and resolves nothing (None);
+    otherwise the policy is read once: its pipeline is built exactly as the app builds it
+    (:func:`graph.runtime.build_pipeline`), and for ``input`` its ``guards.uncertain_action``
+    is returned.
+    """
+    from nodes.guards.pipeline import GuardPipeline, LayerSpec
 
     if layers:
         specs = [LayerSpec(name=n.strip()) for n in layers.split(",") if n.strip()]
@@ -89,24 +115,15 @@ def build_scan_pipeline(mode: str, *, policy: str | None = None, layers: str | N
                 LayerSpec(name=s.name, only_if_escalated=True) if s.name == "safety" else s
                 for s in specs
             ]
-    elif policy:
-        from graph.policy import load_policy
+        return GuardPipeline(layers=specs), None
+    from graph.policy import load_policy
+    from graph.runtime import build_pipeline
 
-        guards = load_policy(policy).guards
-        configs = {
-            "input": guards.input, "output": guards.output, "tool-result": guards.tool_result,
-        }[mode]
-        specs = layer_specs(configs)
-        if not specs:
-            print(f"airlock scan: the policy lists no {mode} layers; every line passes",
-                  file=sys.stderr)
-    else:
-        specs = {
-            "input": default_input_layers,
-            "output": default_output_layers,
-            "tool-result": default_tool_result_layers,
-        }[mode]()
-    return GuardPipeline(layers=specs)
+    guards = load_policy(scan_policy_path(policy)).guards
+    configs = {"input": guards.input, "output": guards.output, "tool-result": guards.tool_result}[mode]
+    if not configs:
+        print(f"airlock scan: the policy lists no {mode} layers; every line passes", file=sys.stderr)
+    return build_pipeline(list(configs)), str(guards.uncertain_action) if mode == "input" else None
 
 
 def _lines(stream: TextIO) -> Iterator[str]:
@@ -131,18 +148,19 @@ def scan_main(argv: Sequence[str] | None = None) -> int:
     if args.file != "-" and not Path(args.file).is_file():
         print(f"airlock scan: no such file: {args.file}", file=sys.stderr)
         return 2
-    if args.policy and not Path(args.policy).is_file():
-        print(f"airlock scan: no such policy file: {args.policy}", file=sys.stderr)
+    if not args.layers and not scan_policy_path(args.policy).is_file():
+        print(f"airlock scan: no such policy file: {scan_policy_path(args.policy)}", file=sys.stderr)
         return 2
     try:
-        pipeline = build_scan_pipeline(args.mode, policy=args.policy, layers=args.layers)
-    except Exception as exc:  # noqa: BLE001 - reported, not raised: this is a CLI
+        pipeline, uncertain = scan_setup(args.mode, policy=args.policy, layers=args.layers)
+    except AirlockError as exc:  # reported, not raised: this is a CLI (a bug keeps its traceback)
         print(f"airlock scan: cannot build the {args.mode} pipeline: {exc}", file=sys.stderr)
         return 1
 
-    from nodes.guards.base import GuardContext
+    from nodes.guards.base import Action, GuardContext
     from nodes.guards.vault import InMemoryVault
     from nodes.guards.warmup import warm_pipeline
+    from nodes.input_guard import resolve_uncertain
 
     # Models load now, so the first line's latency is the pipeline's, not the load's.
     warm = warm_pipeline(pipeline, direction=_DIRECTIONS[args.mode])  # type: ignore[arg-type]
@@ -163,8 +181,17 @@ def scan_main(argv: Sequence[str] | None = None) -> int:
             record: dict[str, Any] = {"line": number}
             if line_id is not None:
                 record["id"] = line_id
+            action = audit["action"]
+            resolved: dict[str, Any] = {}
+            if uncertain is not None:
+                final, risk = resolve_uncertain(result.action, uncertain)
+                action = final.value
+                resolved = {"pipeline_action": audit["action"], "input_risk": risk}
+                if result.action is Action.ESCALATE:
+                    resolved["resolution"] = uncertain
             record.update(
-                action=audit["action"],
+                action=action,
+                **resolved,
                 layer=audit["layer"],
                 reason=audit["reason"],
                 scores=audit["scores"],

@@ -24,8 +24,4 @@ ALTER TABLE idempotency_keys ADD CONSTRAINT idempotency_keys_status_check
 ALTER TABLE idempotency_keys ADD COLUMN holder text NOT NULL DEFAULT '';
 ALTER TABLE idempotency_keys ADD COLUMN write_key text;
 
--- Window facts per conversation: which conversation a charge, refund or event came from.
-ALTER TABLE payments_ledger ADD COLUMN conversation_id text;
-ALTER TABLE airline_events ADD COLUMN conversation_id text;
-CREATE INDEX payments_ledger_user_time_idx ON payments_ledger (user_id, created_at);
-CREATE INDEX airline_events_user_time_idx ON airline_events (user_id, tool, created_at);
+-- The airline's window-fact columns that sat here moved to tools/airline/migrations/005_conversation_windows.sql.

@@ -2,7 +2,7 @@
 
 When every attempt fails, or the breaker is open, the caller gets
 :class:`ServiceUnavailableError` and returns the policy's fallback message as the
-tool result. Domain errors (:class:`tools.airline.errors.ToolError`) are not retried:
+tool result. Domain errors (the domain's ``error_type``) are not retried:
 the backend answered, the request was wrong.
 """
 
@@ -63,7 +63,7 @@ class BreakerOpenError(ServiceUnavailableError):
     """Raised without calling the service while the breaker is open."""
 
 
-class _AttemptTimeoutError(TimeoutError):
+class _AttemptTimeoutError(AirlockError, TimeoutError):
     """One attempt exceeded the per-attempt timeout (retried)."""
 
 

@@ -6,9 +6,9 @@ earlier turn or a question about something else would count. So before a tool's 
 :func:`ask_stated_facts` raises one ``interrupt()`` per question the domain declares for the
 tool (see ``graph.domain.StatedQuestion``) and returns the answers as conversation facts.
 
-The payload is ``{"type": "question", "id", "question", "choices": [{"value", "label"}],
-"tool", "tool_call_id"}``; the only accepted resume value is ``{"question_id": <id>,
-"value": <one of the choice values>, "actor": <the customer>}``. Anything else is
+The payload is a :class:`graph.interrupts.QuestionRequest`; the only accepted resume value is
+a :class:`graph.interrupts.QuestionResume` (``{"question_id": <id>, "value": <one of the
+choice values>, "actor": <the customer>}``). Anything else is
 refused and the question is asked again. A chat reply is turned into that value by
 :func:`parse_choice_text`, which accepts only the choice's number or its exact label.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from langgraph.errors import GraphInterrupt
@@ -29,6 +30,7 @@ from langgraph.types import interrupt
 
 from graph.cel import CelError, Condition
 from graph.domain import Choice, Domain, StatedQuestion
+from graph.interrupts import QuestionRequest
 from nodes.audit import AuditLog
 
 __all__ = [
@@ -48,7 +50,7 @@ class QuestionAnswer:
     reason: str = ""
 
 
-def question_payload(question: StatedQuestion, *, tool: str, call_id: str) -> dict[str, Any]:
+def question_payload(question: StatedQuestion, *, tool: str, call_id: str) -> QuestionRequest:
     """Return the interrupt payload for one question of one tool call."""
     return {
         "type": "question",
@@ -124,7 +126,7 @@ def ask_stated_facts(
             facts = domain.facts(tool, args, user_id=user_id,
                                  conversation={**conversation, **stated})
             try:
-                needed = Condition.compile(question.when).test({"args": dict(args), "facts": facts})
+                needed = _condition(question.when).test({"args": dict(args), "facts": facts})
             except CelError:
                 needed = True  # when in doubt, ask
             if not needed:
@@ -136,6 +138,12 @@ def ask_stated_facts(
     return stated
 
 
+@lru_cache(maxsize=256)
+def _condition(source: str) -> Condition:
+    """Compile a question's ``when`` once per process (a domain's questions are a fixed, small set)."""
+    return Condition.compile(source)
+
+
 def _ask(
     question: StatedQuestion, *, tool: str, call_id: str, user_id: str | None, actor: str,
     thread_id: str | None, audit: AuditLog,
@@ -145,8 +153,9 @@ def _ask(
     # Each iteration is its own interrupt; on resume LangGraph replays earlier answers in
     # order, so a refused answer leads to the same question again, never to a default.
     while True:
+        shown: QuestionRequest = {**payload, "notice": notice} if notice else payload
         try:
-            raw = interrupt({**payload, "notice": notice} if notice else payload)
+            raw = interrupt(shown)
         except GraphInterrupt:
             audit.append("question.asked", actor=actor, thread_id=thread_id, tool=tool,
                          payload={"tool_call_id": call_id, "question_id": payload["id"]})

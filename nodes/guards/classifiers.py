@@ -46,6 +46,7 @@ import numpy.typing as npt
 
 from graph.errors import AirlockError
 from nodes.guards.base import Action, GuardContext, GuardResult, register_guard
+from nodes.guards.normalize import decoded_variants
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -102,8 +103,14 @@ _INVISIBLE = re.compile(
 _DIGIT = re.compile(r"\d")
 _SPACE = re.compile(r"\s+")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+_WORD = re.compile(r"\w+")  # words of a message, for the short-message rule
 # Sentence ends (Latin and CJK punctuation followed by space) and line breaks.
-_SEGMENT = re.compile(r"(?<=[.!?;\u3002\uff01\uff1f])\s+|\s*\n\s*")
+# Segments end at a whitespace run that holds a newline or follows sentence punctuation. Found
+# by one scan of the whitespace runs: the regex it replaces (``\s*\n\s*`` as an alternative)
+# backtracked through every position of a long run without a newline (quadratic: 32,000
+# spaces took 1.4 s).
+_WS_RUN = re.compile(r"\s+")
+_SENTENCE_END = frozenset(".!?;\u3002\uff01\uff1f")
 
 _MASK32 = 0xFFFFFFFF
 _FNV_OFFSET = 0x811C9DC5
@@ -185,13 +192,26 @@ def hash_word_ngrams(tokens: Sequence[str], n_max: int) -> npt.NDArray[np.uint32
     return _fmix32(np.concatenate((base ^ np.uint32(_SALT_WORD1), pair ^ np.uint32(_SALT_WORD2))))
 
 
+def _split_segments(text: str) -> list[str]:
+    """Split at each whitespace run holding a newline or following sentence punctuation."""
+    out: list[str] = []
+    start = 0
+    for m in _WS_RUN.finditer(text):
+        a, b = m.span()
+        if "\n" in m.group(0) or (a > 0 and text[a - 1] in _SENTENCE_END):
+            out.append(text[start:a])
+            start = b
+    out.append(text[start:])
+    return out
+
+
 def segments(text: str, max_segments: int = MAX_SEGMENTS) -> list[str]:
     """Split ``text`` into sentences/lines for max-pooling; [] when it is a single segment.
 
     Beyond ``max_segments`` pieces, consecutive pieces are merged into ``max_segments``
     contiguous chunks of near-equal count, bounding the cost on long inputs.
     """
-    parts = [p for p in _SEGMENT.split(text) if p and not p.isspace()]
+    parts = [p for p in _split_segments(text) if p and not p.isspace()]
     if len(parts) <= 1:
         return []
     if len(parts) > max_segments:
@@ -682,6 +702,12 @@ def _shared_executor() -> ThreadPoolExecutor:
         return _EXECUTOR
 
 
+def _score_group(heads: Sequence[TextClassifier], text: str, pooled: bool) -> dict[str, float]:
+    """Return the scores of heads sharing one featuriser, featurising ``text`` once."""
+    parts = heads[0].featurizer.featurize_parts(text, pooled=pooled)
+    return {clf.name: clf.score_parts(parts if clf.pooled else parts[:1]) for clf in heads}
+
+
 @register_guard("classifiers")
 class ClassifierLayer:
     """Guard layer 2: run the trained heads on a text and map their scores to an action.
@@ -697,8 +723,9 @@ class ClassifierLayer:
     work per text is ~0.1 ms of GIL-holding Python (normalise, tokenise, hash) plus a few
     microseconds of numpy per head, so a thread pool cannot overlap anything and only adds
     hand-off cost (measured in ``evals/reports/classifiers.md``). ``concurrent=True`` submits
-    one task per head to a shared :class:`~concurrent.futures.ThreadPoolExecutor`, for heads
-    whose featurisers differ or heavier models added later.
+    one task per featuriser (not per head: heads sharing one share its features) to a shared,
+    persistent :class:`~concurrent.futures.ThreadPoolExecutor`, and only when the heads use two
+    featurisers or more; with one (every shipped head) it runs inline, as sequential does.
     """
 
     name: ClassVar[str] = "classifiers"
@@ -710,6 +737,12 @@ class ClassifierLayer:
         thresholds: Mapping[str, Mapping[str, float]] | None = None,
         block_on_topic: bool = False,
         concurrent: bool = False,
+        score_decoded: bool = True,
+        decoded_uncertain_blocks: bool = True,
+        short_words: int = 0,
+        short_block: float = 0.99,
+        veto_below: Mapping[str, float] | None = None,
+        veto_demotes: bool = True,
         model_dir: str | Path | None = None,
     ) -> None:
         """Load the heads now, so a missing artefact fails at start-up, not on a message.
@@ -719,7 +752,36 @@ class ClassifierLayer:
             thresholds: Per-head overrides from the policy, e.g.
                 ``{"injection": {"block": 0.9, "escalate": 0.4}}``.
             block_on_topic: Block messages the ``topic`` head scores as off-domain.
-            concurrent: Score the heads on the shared thread pool instead of in sequence.
+            concurrent: Run the heads' featurisers on the shared thread pool, one task each,
+                when there are two or more (with one, inline: nothing to overlap).
+            score_decoded: Also score what the text hides (base64, hex, URL-encoding, rot13,
+                leetspeak: :func:`~nodes.guards.normalize.decoded_variants`); a head's score
+                is the highest over the text and its decoded forms.
+            decoded_uncertain_blocks: A head whose score comes from a decoded form and reaches
+                its uncertain band blocks (reason ``<head>`` with ``via`` in the metadata).
+                Hiding a request in base64, rot13 or leetspeak is itself evidence: customers
+                do not encode their questions, and the heads score a decoded payload lower
+                than its plain twin (decoding is lossy: leetspeak digits, rot13 of names).
+            short_words: A message of fewer words than this blocks only with a score of at
+                least ``short_block``; below it, a would-be block is uncertain. A few words are
+                little evidence: the heads' scores on them are the least reliable (small talk
+                such as "you are too funny" scored as abuse). 0 turns the rule off.
+            short_block: The score a short message needs to block.
+            veto_below: Per head, e.g. ``{"harmful": 0.97}``: a block by that head with a
+                score below this is not sure enough on its own. The encoder
+                (:class:`~nodes.guards.encoder.EncoderLayer`) reads the text first, and the
+                block stands unless the encoder *clears* it (every encoder head below its
+                clear threshold); a cleared block is recorded as ``vetoed`` and the head
+                takes no part in the decision. The hashed n-grams over-react to words
+                ("how do I ...", "bot", "partner's account"); the encoder reads the sentence.
+                A block that came from a decoded payload is never vetoed. None: no veto.
+            veto_demotes: When the encoder does not clear the whole text but is sure that each
+                blocking head is wrong (its score for that head under the head's clear
+                threshold), the block becomes uncertain (``demoted`` in the metadata) instead of
+                standing: the two stages disagree, so the cost-aware band decides (under
+                ``uncertain_action: proceed`` the agent answers and a write needs a reviewer).
+                "Thank you so much, that's all" scored as abuse by the n-grams is not refused
+                because the encoder is unsure about something else. False: the block stands.
             model_dir: Artefact directory (tests); defaults to :data:`MODEL_DIR`.
         """
         if isinstance(models, str) or not models:
@@ -731,11 +793,33 @@ class ClassifierLayer:
         if unknown:
             raise ValueError(f"thresholds given for classifiers not in models: {sorted(unknown)}")
         self._classifiers = tuple(load_classifier(m, model_dir=model_dir) for m in models)
+        # Heads by featuriser (in order of first use), each group with whether any head pools.
+        grouped: dict[tuple[FeatureSpec, str], list[TextClassifier]] = {}
+        for clf in self._classifiers:
+            grouped.setdefault(clf.featurizer.key, []).append(clf)
+        self._groups = tuple((tuple(heads), any(h.pooled for h in heads)) for heads in grouped.values())
         self._thresholds = {
             c.name: c.thresholds.with_overrides(overrides.get(c.name)) for c in self._classifiers
         }
         self.block_on_topic = block_on_topic
         self.concurrent = concurrent
+        self.score_decoded = score_decoded
+        self.decoded_uncertain_blocks = decoded_uncertain_blocks
+        if short_words < 0 or not 0.0 < short_block <= 1.0:
+            raise ValueError("short_words must be >= 0 and short_block in (0, 1]")
+        self.short_words = short_words
+        self.short_block = short_block
+        veto = dict(veto_below or {})
+        bad = {k: v for k, v in veto.items() if k not in self.models or k == "topic" or not 0.0 < float(v) <= 1.0}
+        if bad:
+            raise ValueError(f"veto_below needs scoring heads of this layer and levels in (0, 1]: {bad}")
+        self.veto_below = {k: float(v) for k, v in veto.items()}
+        self.veto_demotes = veto_demotes
+        self._veto: Any = None
+        if self.veto_below:
+            from nodes.guards.encoder import EncoderLayer  # onnxruntime only when a veto is configured
+
+            self._veto = EncoderLayer(confirm_action="block")
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -748,41 +832,67 @@ class ClassifierLayer:
         return dict(self._thresholds)
 
     def scores(self, text: str) -> dict[str, float]:
-        """Return every head's calibrated score for ``text``."""
-        if self.concurrent:
+        """Return every head's calibrated score for ``text``.
+
+        Heads that share a featuriser share one feature computation (the costly part, GIL-bound
+        Python); scoring a head on it is a few microseconds of numpy. With ``concurrent`` the
+        featuriser groups run on the shared pool, one task each, but only when there are at
+        least two: a single group has nothing to overlap and a hand-off would only add to it
+        (every shipped head shares one featuriser, so ``concurrent`` then costs nothing).
+        """
+        groups = self._groups
+        if self.concurrent and len(groups) > 1:
             pool = _shared_executor()
-            futures = [(c.name, pool.submit(c.score, text)) for c in self._classifiers]
-            return {name: fut.result() for name, fut in futures}
-        # Featurise once per featurizer (the whole text, and the segments if any head pools).
-        pooled_keys = {c.featurizer.key for c in self._classifiers if c.pooled}
-        cache: dict[tuple[FeatureSpec, str], tuple[Features, ...]] = {}
-        out: dict[str, float] = {}
-        for clf in self._classifiers:
-            key = clf.featurizer.key
-            parts = cache.get(key)
-            if parts is None:
-                parts = cache[key] = clf.featurizer.featurize_parts(
-                    text, pooled=key in pooled_keys
-                )
-            out[clf.name] = clf.score_parts(parts if clf.pooled else parts[:1])
-        return out
+            futures = [pool.submit(_score_group, heads, text, pooled) for heads, pooled in groups]
+            out: dict[str, float] = {}
+            for fut in futures:
+                out.update(fut.result())
+            return {c.name: out[c.name] for c in self._classifiers}
+        out = {}
+        for heads, pooled in groups:
+            out.update(_score_group(heads, text, pooled))
+        return {c.name: out[c.name] for c in self._classifiers}
 
     def check(self, text: str, ctx: GuardContext) -> GuardResult:
         """Score ``text`` with every head and return BLOCK, ESCALATE or ALLOW."""
         start = time.perf_counter()
         scores = self.scores(text)
+        decoded: list[str] = []
+        via: dict[str, str] = {}
+        if self.score_decoded:
+            for kind, variant in decoded_variants(text):
+                decoded.append(kind)
+                for name, score in self.scores(variant).items():
+                    # The topic of a payload says nothing about the message's own topic.
+                    if name != "topic" and score > scores[name]:
+                        scores[name], via[name] = score, kind
         blocked: list[str] = []
         uncertain: list[str] = []
+        short = self.short_words > 0 and len(_WORD.findall(text)) < self.short_words
         for name, score in scores.items():
             th = self._thresholds[name]
             if name == "topic":
                 if self.block_on_topic and score >= th.block:
                     blocked.append("off_topic")
                 continue
-            if score >= th.block:
+            if score >= th.block and not (short and score < self.short_block and name not in via):
+                blocked.append(name)
+            elif score >= th.escalate and name in via and self.decoded_uncertain_blocks:
                 blocked.append(name)
             elif score >= th.escalate:
                 uncertain.append(name)
+        vetoed: list[str] = []
+        demoted: list[str] = []
+        enc_scores: dict[str, float] = {}
+        if blocked and self._veto is not None and all(
+            name in self.veto_below and name not in via and scores[name] < self.veto_below[name]
+            for name in blocked
+        ):
+            cleared, enc_scores = self._veto.clears(text)
+            if cleared:
+                vetoed, blocked = blocked, []
+            elif self.veto_demotes and self._veto.disputes(enc_scores, blocked):
+                demoted, uncertain, blocked = blocked, [*uncertain, *blocked], []
         if blocked:
             action, reason = Action.BLOCK, ",".join(blocked)
         elif uncertain:
@@ -790,6 +900,13 @@ class ClassifierLayer:
         else:
             action, reason = Action.ALLOW, ""
         metadata: dict[str, Any] = {"blocked_by": blocked, "uncertain": uncertain}
+        if enc_scores:
+            metadata["vetoed"] = vetoed
+            metadata["demoted"] = demoted
+            metadata["veto_scores"] = {k: round(v, 4) for k, v in enc_scores.items()}
+        if decoded:
+            metadata["decoded"] = decoded
+            metadata["via"] = via
         if "topic" in scores:
             metadata["off_topic"] = scores["topic"] >= self._thresholds["topic"].block
         return GuardResult(

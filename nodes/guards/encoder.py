@@ -278,6 +278,22 @@ class EncoderLayer:
         every = self._heads.scores(self._encoder.embed(text))
         return {h: every[h] for h in self.active}
 
+    def clears(self, text: str) -> tuple[bool, dict[str, float]]:
+        """Return whether every active head is sure ``text`` is benign, and the scores.
+
+        The linear stage asks this before a block it is not sure of (``veto_below`` of the
+        ``classifiers`` layer): the encoder can veto the block only by clearing the text.
+        """
+        scores = self.scores(text)
+        return all(s < self._clear[h] for h, s in scores.items()), scores
+
+    def disputes(self, scores: Mapping[str, float], heads: Sequence[str]) -> bool:
+        """Return whether ``scores`` (from :meth:`clears`) clear every one of ``heads`` it has.
+
+        A head this encoder does not score cannot be disputed: the answer is then False.
+        """
+        return bool(heads) and all(h in scores and scores[h] < self._clear[h] for h in heads)
+
     def check(self, text: str, ctx: GuardContext) -> GuardResult:
         """Score ``text`` and return BLOCK, ESCALATE or ALLOW."""
         start = time.perf_counter()

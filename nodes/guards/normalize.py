@@ -33,6 +33,7 @@ __all__ = [
     "Normalized",
     "collapse_spaced",
     "confusable_tables",
+    "decoded_variants",
     "find_payloads",
     "matching_key",
     "normalize",
@@ -455,3 +456,62 @@ def find_payloads(text: str) -> list[tuple[str, str]]:
         if decoded_html != text:
             found.append(("html_entities", decoded_html))
     return found[:_MAX_PAYLOADS]
+
+
+# Words common in requests to an agent, in English (the language of nearly all rot13 and
+# leetspeak payloads): a decoded form is kept only if it reads better than the original.
+_COMMON_WORDS = frozenset(
+    "a all am an and any are as at be but by can do for from give have how i if ignore in is it "
+    "me my no not now of on or please previous refund rules say show system tell that the this "
+    "to what with you your instructions".split()
+)
+_ASCII_WORD = re.compile(r"[A-Za-z]{1,40}")
+_LEET_TOKEN = re.compile(r"[A-Za-z0-9@$|!]{2,40}")
+# Digits that belong to ordinary words: ordinals, times, units ("2nd", "10am", "23kg").
+_NUMERIC_WORD = re.compile(r"\d{1,4}(?:st|nd|rd|th|am|pm|kg|lb|lbs|h|hr|hrs|min|mins|km|mi|cm|m|x)")
+_STR_UNLEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
+                             "8": "b", "9": "g", "@": "a", "$": "s", "|": "l", "!": "i"})
+_MAX_VARIANTS = 4
+
+
+def _readability(text: str) -> float:
+    words = _ASCII_WORD.findall(text.lower())
+    return sum(w in _COMMON_WORDS for w in words) / len(words) if words else 0.0
+
+
+def _unleet(text: str) -> str | None:
+    """Return ``text`` with leetspeak words spelled out, or None if it has fewer than two."""
+    changed = 0
+
+    def repl(match: re.Match[str]) -> str:
+        nonlocal changed
+        token = match.group(0)
+        has_lower = any(c.islower() for c in token)
+        has_leet = any(c in "0134578@$|!9" for c in token)
+        if not (has_lower and has_leet) or _NUMERIC_WORD.fullmatch(token.lower()):
+            return token
+        changed += 1
+        return token.translate(_STR_UNLEET)
+
+    out = _LEET_TOKEN.sub(repl, text)
+    return out if changed >= 2 else None
+
+
+def decoded_variants(text: str) -> list[tuple[str, str]]:
+    """Return the readable forms of what ``text`` hides, as ``(kind, text)`` pairs, at most four.
+
+    Kinds: the payloads of :func:`find_payloads` (``base64``, ``hex``, ``url``, ...), ``rot13``
+    when the rotated text reads better than the original, and ``leet`` when two or more words
+    mix letters with leetspeak digits or symbols (ordinals, times and units excepted). An
+    ordinary message has none, so the classifiers score it once.
+    """
+    found = find_payloads(text)
+    if text.isascii() and any(c.isalpha() for c in text):
+        rotated = rot13(text)
+        before, after = _readability(text), _readability(rotated)
+        if after >= 0.2 and after > before + 0.15:
+            found.append(("rot13", rotated))
+    unleet = _unleet(text)
+    if unleet is not None and _readability(unleet) > _readability(text):
+        found.append(("leet", unleet))
+    return found[:_MAX_VARIANTS]

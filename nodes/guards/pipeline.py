@@ -14,6 +14,14 @@ Semantics of :meth:`GuardPipeline.run`:
   exception's type is recorded: its message may quote the input. A ``fail_open`` layer that
   raises is recorded as ALLOW ``layer_error_fail_open`` instead; a failing fail-open
   resolver leaves the escalation unresolved, since it gave no verdict;
+* a text longer than the pipeline's ``max_chars`` BLOCKs before any layer reads it (reason
+  ``length``, as the prefilter says it): no scanner ever sees more than that many characters;
+* a layer that takes longer than its budget (``budget_ms``, else the pipeline's
+  ``layer_budget_ms``) gets the fail-safe decision, whatever it returned: BLOCK with reason
+  ``layer_budget:<name>`` (ALLOW ``layer_budget_fail_open`` for a fail-open layer), with the
+  budget and the time taken in its metadata, so the audit shows it. Layers that scan in
+  chunks (PII) also read the deadline from the context and stop between chunks, so a
+  pathological text is cut off instead of holding the process;
 * resolvers chain in policy order, with no extra option: the ``encoder`` layer, listed with
   ``only_if_escalated`` before ``safety``, runs only on the linear stage's uncertain band
   and its ALLOW or BLOCK replaces the band (safety then never runs); only its ESCALATE hands
@@ -26,13 +34,15 @@ lists nothing; ``layer_specs`` turns the policy's ``LayerConfig`` entries into s
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from nodes.guards.base import Action, Guard, GuardContext, GuardResult, create_guard
+from graph.policy import expand_env
+from nodes.guards.base import Action, BudgetExceededError, Guard, GuardContext, GuardResult, create_guard
 
 __all__ = [
+    "DEFAULT_MAX_CHARS",
     "GuardPipeline",
     "LayerSpec",
     "PipelineResult",
@@ -41,6 +51,10 @@ __all__ = [
     "default_tool_result_layers",
     "layer_specs",
 ]
+
+
+#: The longest text a pipeline scans unless told otherwise (the policy sets one per direction).
+DEFAULT_MAX_CHARS = 64_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,12 +66,14 @@ class LayerSpec:
         params: Keyword arguments for the guard's constructor.
         fail_open: If the layer raises, ALLOW instead of BLOCK.
         only_if_escalated: Run only when an earlier layer escalated (the safety layer).
+        budget_ms: This layer's time budget; None uses the pipeline's.
     """
 
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
     fail_open: bool = False
     only_if_escalated: bool = False
+    budget_ms: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,12 +145,32 @@ class PipelineResult:
 class GuardPipeline:
     """An ordered list of guard layers built once from :class:`LayerSpec` entries."""
 
-    def __init__(self, *, layers: Sequence[LayerSpec]) -> None:
+    def __init__(
+        self,
+        *,
+        layers: Sequence[LayerSpec],
+        max_chars: int = DEFAULT_MAX_CHARS,
+        layer_budget_ms: float | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         """Instantiate every layer (constructors are cheap; heavy loads are lazy).
+
+        Args:
+            layers: The layers, in order.
+            max_chars: Longer texts are blocked unread.
+            layer_budget_ms: Time budget of a layer without its own; None: no budget (tools
+                and evaluations; the app sets the policy's).
+            clock: Seconds, monotonic (a test passes its own).
 
         Raises:
             UnknownGuardError: A spec names a guard that is not registered.
+            ValueError: A limit that is not positive.
         """
+        if max_chars < 1 or (layer_budget_ms is not None and layer_budget_ms <= 0):
+            raise ValueError("max_chars and layer_budget_ms must be positive")
+        self.max_chars = int(max_chars)
+        self.layer_budget_ms = layer_budget_ms
+        self._clock = clock
         self.specs: tuple[LayerSpec, ...] = tuple(layers)
         self._guards: tuple[tuple[LayerSpec, Guard], ...] = tuple(
             (spec, create_guard(spec.name, **dict(spec.params))) for spec in self.specs
@@ -149,6 +185,11 @@ class GuardPipeline:
         """Run every applicable layer on ``text`` and combine their decisions."""
         ctx = ctx if ctx is not None else GuardContext()
         start = time.perf_counter()
+        if len(text) > self.max_chars:
+            refused = GuardResult(action=Action.BLOCK, layer="limits", reason="length",
+                                  metadata={"chars": len(text), "max_chars": self.max_chars})
+            return PipelineResult(action=Action.BLOCK, text=text, decisions=(refused,),
+                                  latency_ms=(time.perf_counter() - start) * 1000.0)
         current = text
         escalated = False
         modified = False
@@ -157,16 +198,24 @@ class GuardPipeline:
         for spec, guard in self._guards:
             if spec.only_if_escalated and not escalated:
                 continue
-            t0 = time.perf_counter()
-            failed = False
+            budget = spec.budget_ms if spec.budget_ms is not None else self.layer_budget_ms
+            t0 = self._clock()
+            layer_ctx = ctx if budget is None else replace(ctx, deadline=t0 + budget / 1000.0, clock=self._clock)
+            failed = cut = False
             try:
-                result = guard.check(current, ctx)
+                result = guard.check(current, layer_ctx)
                 if not isinstance(result, GuardResult):
                     raise TypeError(f"layer returned {type(result).__name__}, not GuardResult")
+            except BudgetExceededError:
+                cut = True
+                result = GuardResult(action=Action.ALLOW, layer=spec.name)  # replaced just below
             except Exception as exc:  # noqa: BLE001 - any layer failure is handled fail-safe
                 failed = True
                 result = _error_result(spec, exc)
-            elapsed = (time.perf_counter() - t0) * 1000.0
+            elapsed = (self._clock() - t0) * 1000.0
+            if budget is not None and (cut or elapsed > budget):
+                failed = True
+                result = _budget_result(spec, budget, elapsed)
             result = replace(result, latency_ms=elapsed, layer=result.layer or spec.name)
             decisions.append(result)
             action = result.action
@@ -213,12 +262,20 @@ def _error_result(spec: LayerSpec, exc: BaseException) -> GuardResult:
     )
 
 
-def layer_specs(configs: Iterable[Any]) -> list[LayerSpec]:
-    """Turn policy layer entries into specs.
+def _budget_result(spec: LayerSpec, budget_ms: float, elapsed_ms: float) -> GuardResult:
+    meta = {"budget_ms": round(budget_ms, 3), "elapsed_ms": round(elapsed_ms, 3)}
+    if spec.fail_open:
+        return GuardResult(action=Action.ALLOW, layer=spec.name, reason="layer_budget_fail_open", metadata=meta)
+    return GuardResult(action=Action.BLOCK, layer=spec.name, reason=f"layer_budget:{spec.name}", metadata=meta)
+
+
+def layer_specs(configs: Iterable[Any], environ: Mapping[str, str] | None = None) -> list[LayerSpec]:
+    """Turn policy layer entries into specs: the one converter (start-up, ``airlock scan``, evals).
 
     Accepts the policy's ``LayerConfig`` objects (``layer``, ``params``, ``fail_open``,
-    ``only_if_escalated``), :class:`LayerSpec` objects, or plain mappings with the same keys
-    (``name`` may stand for ``layer``).
+    ``only_if_escalated``, ``budget_ms``), :class:`LayerSpec` objects, or plain mappings with
+    the same keys (``name`` may stand for ``layer``). ``${NAME}`` / ``${NAME:-default}``
+    parameters are read from ``environ`` (default: the process environment).
     """
     specs: list[LayerSpec] = []
     for cfg in configs:
@@ -232,21 +289,28 @@ def layer_specs(configs: Iterable[Any]) -> list[LayerSpec]:
         specs.append(
             LayerSpec(
                 name=str(name),
-                params=dict(get("params") or {}),
+                params=expand_env(dict(get("params") or {}), environ),
                 fail_open=bool(get("fail_open", False)),
                 only_if_escalated=bool(get("only_if_escalated", False)),
+                budget_ms=get("budget_ms", None),
             )
         )
     return specs
 
 
 def default_input_layers() -> list[LayerSpec]:
-    """Return the built-in input pipeline: prefilter, classifiers, encoder, PII, safety."""
+    """Return the built-in input pipeline (prefilter, structural layers 1b-1f, classifiers, ... safety)."""
     return [
         LayerSpec(name="prefilter", params={}),
-        LayerSpec(name="classifiers", params={}),
-        # Resolves layer 2's uncertain band before layer 4; clears, never blocks (encoder.md).
-        LayerSpec(name="encoder", params={"confirm_action": "escalate"}, fail_open=True,
+        LayerSpec(name="data_request", params={}),
+        LayerSpec(name="code_payload", params={}),
+        LayerSpec(name="hidden_text", params={}),
+        LayerSpec(name="rule_override", params={}),
+        LayerSpec(name="evasion", params={}),
+        LayerSpec(name="classifiers", params={"short_words": 6}),
+        # Resolves layer 2's uncertain band before layer 4: clears it, or blocks what both
+        # stages find an attack (evals/reports/heldout.md).
+        LayerSpec(name="encoder", params={"confirm_action": "block"}, fail_open=True,
                   only_if_escalated=True),
         LayerSpec(name="pii", params={}),
         LayerSpec(name="safety", params={"uncertain_action": "review"}, only_if_escalated=True),

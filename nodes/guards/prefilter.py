@@ -32,6 +32,7 @@ from nodes.guards.normalize import (
 
 __all__ = [
     "DEFAULT_LANGUAGES",
+    "DEFAULT_MAX_CHARS",
     "BlocklistHit",
     "BlocklistMatcher",
     "InjectionScanner",
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 _MAX_DEPTH = 2
+#: The longest message read when the policy sets no ``max_chars``.
+DEFAULT_MAX_CHARS = 4000
 # Separator-free matching only for phrases long enough that gluing words together cannot
 # make them appear by accident ("the system prompted" must not match "system prompt").
 _COMPACT_MIN_WORDS = 3
@@ -339,7 +342,7 @@ class PreFilter:
     def __init__(
         self,
         *,
-        max_chars: int = 4000,
+        max_chars: int = DEFAULT_MAX_CHARS,
         min_chars: int = 1,
         languages: Sequence[str] | str = DEFAULT_LANGUAGES,
         decode_payloads: bool = True,

@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_KEY_FILENAME",
     "KEY_ENV_VAR",
     "KEY_FILE_ENV_VAR",
+    "NEVER_STORED",
     "PLACEHOLDER_RE",
     "InMemoryVault",
     "PlaceholderTypeError",
@@ -64,6 +65,8 @@ __all__ = [
     "VaultError",
     "VaultKeyError",
     "VaultStore",
+    "create_key_file",
+    "read_key_file",
     "decode_key",
     "generate_key",
     "load_vault_key",
@@ -166,8 +169,8 @@ def load_vault_key(
     """Return the vault key from the environment or the key file, creating the file once.
 
     Order: ``AIRLOCK_VAULT_KEY``; then the key file at ``path``, ``AIRLOCK_VAULT_KEY_FILE``
-    or ``<data_dir>/vault.key`` (``data_dir`` defaults to ``AIRLOCK_DATA_DIR`` or
-    ``.data``). A missing key file is generated with mode 0600 (its directory 0700); two
+    or ``<data_dir>/vault.key`` (``data_dir`` defaults to ``graph.db.default_data_dir()``).
+    A missing key file is generated with mode 0600 (its directory 0700); two
     processes racing to create it end up with the same key.
 
     Args:
@@ -189,14 +192,23 @@ def load_vault_key(
     elif env.get(KEY_FILE_ENV_VAR):
         key_path = Path(env[KEY_FILE_ENV_VAR])
     else:
-        base = Path(data_dir) if data_dir is not None else Path(env.get("AIRLOCK_DATA_DIR", ".data"))
+        from graph.db import default_data_dir  # the app's one data directory, from anywhere
+
+        base = Path(data_dir) if data_dir is not None else default_data_dir(env)
         key_path = base / DEFAULT_KEY_FILENAME
     if not key_path.exists():
-        _create_key_file(key_path)
-    return _read_key_file(key_path)
+        create_key_file(key_path)
+    return read_key_file(key_path)
 
 
-def _create_key_file(key_path: Path) -> None:
+def create_key_file(key_path: Path, *, what: str = "PII vault", env_var: str = KEY_ENV_VAR) -> None:
+    """Write a new random key to ``key_path`` (mode 0600) unless another process already has.
+
+    Shared by every key the app keeps outside the database (the vault's, the audit log's).
+
+    Raises:
+        VaultKeyError: The file cannot be created.
+    """
     key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         # O_EXCL: if another process creates the file first we read theirs instead.
@@ -204,30 +216,31 @@ def _create_key_file(key_path: Path) -> None:
     except FileExistsError:
         return
     except OSError as exc:
-        raise VaultKeyError(f"cannot create the vault key file {key_path}: {exc.strerror}") from None
+        raise VaultKeyError(f"cannot create the {what} key file {key_path}: {exc.strerror}") from None
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(generate_key() + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-    log.warning(
-        "generated a new PII vault key in %s (mode 0600); back it up or set %s",
-        key_path,
-        KEY_ENV_VAR,
-    )
+    log.warning("generated a new %s key in %s (mode 0600); back it up or set %s", what, key_path, env_var)
 
 
-def _read_key_file(key_path: Path) -> bytes:
+def read_key_file(key_path: Path, *, what: str = "vault") -> bytes:
+    """Read a key file that only its owner may read.
+
+    Raises:
+        VaultKeyError: The file is readable by group or others, unreadable, or malformed.
+    """
     try:
         mode = key_path.stat().st_mode
         if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise VaultKeyError(
-                f"the vault key file {key_path} is accessible by group or others "
+                f"the {what} key file {key_path} is accessible by group or others "
                 f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {key_path}"
             )
         content = key_path.read_text(encoding="ascii", errors="replace")
     except OSError as exc:
-        raise VaultKeyError(f"cannot read the vault key file {key_path}: {exc.strerror}") from None
-    return decode_key(content, source=f"the vault key file {key_path}")
+        raise VaultKeyError(f"cannot read the {what} key file {key_path}: {exc.strerror}") from None
+    return decode_key(content, source=f"the {what} key file {key_path}")
 
 
 class _Keys:
@@ -276,9 +289,16 @@ def normalize_value(entity_type: str, value: str) -> str:
     return " ".join(text.casefold().split())
 
 
+#: Types no vault keeps, even encrypted: a card's security code may not be stored after
+#: authorisation (PCI DSS). The PII layer removes it from the text instead.
+NEVER_STORED = frozenset({"CARD_CVV"})
+
+
 def _check_entity_type(entity_type: str) -> None:
     if not _ENTITY_TYPE_RE.match(entity_type):
         raise ValueError(f"invalid entity type {entity_type!r}: use UPPER_SNAKE_CASE")
+    if entity_type in NEVER_STORED:
+        raise VaultError(f"{entity_type} values are never stored (PCI DSS); remove them from the text instead")
 
 
 # -- the protocol ----------------------------------------------------------------------

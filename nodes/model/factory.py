@@ -4,7 +4,8 @@ Two providers:
 
 - ``openai``: ``langchain_openai.ChatOpenAI`` against any OpenAI-compatible endpoint (OpenAI,
   vLLM, Ollama, llama.cpp server ...). A local endpoint needs only a base URL.
-- ``offline``: :class:`~nodes.model.offline.OfflinePlanner`, the rule-based planner (no LLM).
+- ``offline``: the domain's rule-based planner (a :class:`~nodes.model.offline.OfflinePlanner`,
+  ``DomainPlugin.offline_planner``; no LLM).
 
 Environment variables read by :meth:`ModelSettings.from_env`:
 
@@ -20,7 +21,7 @@ Environment variables read by :meth:`ModelSettings.from_env`:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -166,20 +167,33 @@ class ModelSettings:
         )
 
 
-def make_chat_model(settings: ModelSettings | None = None) -> BaseChatModel:
+def make_chat_model(
+    settings: ModelSettings | None = None, *, offline: Callable[[], BaseChatModel] | None = None,
+    domain: str = "this",
+) -> BaseChatModel:
     """Return the chat model described by ``settings`` (default: from the environment).
 
     Building a ``ChatOpenAI`` makes no network call; the first request does.
 
     Args:
         settings: The settings; None reads them with :meth:`ModelSettings.from_env`.
+        offline: The domain's offline planner factory (``DomainPlugin.offline_planner``).
+        domain: The domain's name, for the error when it has no offline planner.
 
     Returns:
-        A ``ChatOpenAI`` for the ``openai`` provider, else an :class:`OfflinePlanner`.
+        A ``ChatOpenAI`` for the ``openai`` provider, else the domain's offline planner.
+
+    Raises:
+        ModelConfigError: The ``offline`` provider for a domain without an offline planner.
     """
     settings = settings or ModelSettings.from_env()
     if settings.provider == "offline":
-        return OfflinePlanner()
+        if offline is None:
+            raise ModelConfigError(
+                f"the {domain} domain has no offline planner: set AIRLOCK_MODEL_PROVIDER=openai "
+                "(with OPENAI_API_KEY or AIRLOCK_OPENAI_BASE_URL)"
+            )
+        return offline()
     # Imported here: langchain_openai (and the openai client) are slow to import and unused
     # by the offline planner.
     from langchain_openai import ChatOpenAI

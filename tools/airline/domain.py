@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
-from psycopg_pool import ConnectionPool
-
-from graph.domain import StatedQuestion, WriteGuard
-from tools.airline.backend import AirlineBackend, CursorReads, WriteHooks
+from graph.domain import WriteGuard
+from graph.domain_base import BackendDomain, DomainParts
+from tools.airline.backend import AirlineBackend, CursorReads
+from tools.airline.describe import describe_call
 from tools.airline.errors import ToolError
-from tools.airline.facts import compute_facts
-from tools.airline.schemas import AIRLINE_TOOLS, ToolSpec, langchain_tools
+from tools.airline.facts import compute_facts, default_facts
+from tools.airline.schemas import AIRLINE_TOOLS, langchain_tools
 from tools.airline.stated import stated_questions
 
 __all__ = ["AirlineDomain"]
 
 
-class AirlineDomain:
-    """Adapter from :class:`AirlineBackend` to the graph's ``Domain`` protocol."""
+class AirlineDomain(BackendDomain[AirlineBackend, CursorReads]):
+    """Adapter from :class:`AirlineBackend` to the graph's ``Domain`` protocol.
 
+    The state token versions the reservation the call changes (or the customer, for bookings
+    and certificates).
+    """
+
+    parts = DomainParts(
+        tools=AIRLINE_TOOLS, model_tools=langchain_tools, compute_facts=compute_facts,
+        neutral_facts=default_facts, stated_questions=stated_questions, describe_call=describe_call,
+        scope_arg="reservation_id", scope_tag="r",
+    )
+    backend_type = AirlineBackend
     error_type: type[Exception] = ToolError
     # Passenger details are the only arguments that may carry the customer's own PII, each of
     # one type: a placeholder of another type (a date of birth in a name) is refused.
@@ -28,66 +38,8 @@ class AirlineDomain:
         {"first_name": "PERSON", "last_name": "PERSON", "dob": "DATE_OF_BIRTH"}
     )
 
-    def __init__(self, *, backend: AirlineBackend) -> None:
-        self.backend = backend
-
-    @classmethod
-    def from_pool(cls, *, pool: ConnectionPool) -> AirlineDomain:
-        """Build the domain over a pool."""
-        return cls(backend=AirlineBackend(pool=pool))
-
-    @property
-    def tools(self) -> Mapping[str, ToolSpec]:
-        """Return the τ² airline tools by name."""
-        return AIRLINE_TOOLS
-
-    def model_tools(self) -> list[dict[str, Any]]:
-        """Return the OpenAI tool schemas."""
-        return langchain_tools()
-
-    def facts(
-        self, tool: str, args: Mapping[str, Any], *, user_id: str | None,
-        conversation: Mapping[str, Any], conversation_id: str | None = None,
-    ) -> dict[str, Any]:
-        """Compute the facts for one call from the database."""
-        return compute_facts(self.backend, tool, dict(args), user_id=user_id,
-                             conversation=dict(conversation), conversation_id=conversation_id)
-
-    def stated_questions(self, tool: str) -> Sequence[StatedQuestion]:
-        """Return what the customer is asked before ``tool`` (see ``tools.airline.stated``)."""
-        return stated_questions(tool)
-
-    def state_token(self, tool: str, args: Mapping[str, Any], *, user_id: str | None) -> str:
-        """Version the reservation the call changes (or the customer, for bookings and certificates).
-
-        A version, not a content hash: after A->B->A the reservation looks as it did at first,
-        but a new A->B must still be a new call.
-        """
-        return _state_token(self.backend, args, user_id)
-
-    def execute(
-        self, tool: str, args: Mapping[str, Any], *, idempotency_key: str | None,
-        guard: WriteGuard | None = None,
-    ) -> Any:
-        """Run the tool; ToolError on a refused request.
-
-        With a ``guard``, the write's transaction locks the reservation and the customer,
-        recomputes the facts and the state token on the locked rows and lets the guard
-        verify them before anything changes (see :class:`graph.domain.WriteGuard`).
-        """
-        hooks = None
-        if guard is not None and self.tools[tool].write:
-            hooks = WriteHooks(
-                verify=lambda reads: self._verify(reads, tool, args, guard),
-                record=guard.record, conversation_id=guard.thread_id,
-            )
-        return self.backend.call(tool, args, idempotency_key=idempotency_key, hooks=hooks)
-
-    def reconcile(self, idempotency_key: str) -> dict[str, Any] | None:
-        """Return the stored result of the write made under the key, or None once fenced off."""
-        return self.backend.reconcile(idempotency_key)
-
-    def _verify(self, reads: CursorReads, tool: str, args: Mapping[str, Any], guard: WriteGuard) -> None:
+    def lock_scope(self, reads: CursorReads, tool: str, args: Mapping[str, Any], guard: WriteGuard) -> None:
+        """Lock the reservation and the customer (and what a booking spends) before the write decides."""
         reservation_id = args.get("reservation_id")
         named_user = args.get("user_id")
         reads.lock_scope(
@@ -95,17 +47,17 @@ class AirlineDomain:
             user_ids=[u for u in (guard.user_id, named_user) if isinstance(u, str)],
             booking=tool == "book_reservation",
         )
-        facts = compute_facts(reads, tool, dict(args), user_id=guard.user_id,
-                              conversation=dict(guard.conversation), conversation_id=guard.thread_id)
-        guard.verify(facts, _state_token(reads, args, guard.user_id))
 
+    def forget_customer(self, cur: Any, customer_id: str) -> dict[str, int]:
+        """Erase the profile fields a booking does not need: address, e-mail, date of birth, saved passengers.
 
-class _Versioned(Protocol):
-    def state_version(self, *, user_id: str | None = None, reservation_id: str | None = None) -> int: ...
-
-
-def _state_token(source: _Versioned, args: Mapping[str, Any], user_id: str | None) -> str:
-    reservation_id = args.get("reservation_id")
-    if isinstance(reservation_id, str) and reservation_id:
-        return f"r:{reservation_id}:{source.state_version(reservation_id=reservation_id)}"
-    return f"u:{user_id}:{source.state_version(user_id=user_id)}"
+        Kept: the name, payment methods (ids and last four digits only), membership and the
+        reservations and payments, which are contract and accounting records with their own
+        retention.
+        """
+        cur.execute(
+            "UPDATE airline_users SET doc = doc - 'address' - 'email' - 'dob' "
+            "|| jsonb_build_object('saved_passengers', '[]'::jsonb) WHERE user_id = %s",
+            (customer_id,),
+        )
+        return {"airline_users": cur.rowcount}

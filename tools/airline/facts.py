@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from graph.domain import describe_validation_error
 from tools.airline import pricing
+from tools.airline.describe import payment_label
 from tools.airline.errors import ToolError
 from tools.airline.schemas import AIRLINE_TOOLS
 
@@ -162,6 +163,7 @@ def default_facts() -> dict[str, Any]:
         "reservation": _reservation_defaults(),
         "payment": {
             "id": "",
+            "label": "",
             "exists_in_profile": False,
             "source": "",
             "balance": 0.0,
@@ -514,10 +516,11 @@ def _reservation_facts(
 def _payment_facts(user: Mapping[str, Any] | None, payment_id: str) -> dict[str, Any]:
     method = ((user or {}).get("payment_methods") or {}).get(payment_id)
     if not isinstance(method, Mapping):
-        return {**default_facts()["payment"], "id": payment_id}
+        return {**default_facts()["payment"], "id": payment_id, "label": payment_label(payment_id)}
     source = str(method.get("source", ""))
     return {
         "id": payment_id,
+        "label": payment_label(payment_id, method),  # what the customer reads: "Visa ending 1234"
         "exists_in_profile": True,
         "source": source,
         "balance": float(method.get("amount", 0) or 0),

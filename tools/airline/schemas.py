@@ -10,10 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from graph.domain import describe_validation_error
+from graph.domain import openai_tool_schemas, validate_tool_args
 from tools.airline import pricing
 from tools.airline.errors import ToolError
 
@@ -355,21 +354,9 @@ def parse_args(tool: str, args: Mapping[str, Any] | None) -> BaseModel:
     Raises:
         ToolError: If the tool is unknown or the arguments do not match its schema.
     """
-    spec = AIRLINE_TOOLS.get(tool)
-    if spec is None:
-        raise ToolError(f"Unknown tool: {tool}")
-    try:
-        return spec.args_schema.model_validate(dict(args or {}))
-    except ValidationError as exc:
-        raise ToolError(f"Invalid arguments for {tool}: {describe_validation_error(exc)}") from exc
+    return validate_tool_args(AIRLINE_TOOLS, tool, args, error_type=ToolError)
 
 
 def langchain_tools() -> list[dict[str, Any]]:
     """Return the OpenAI tool schemas of every airline tool, for ``model.bind_tools``."""
-    out: list[dict[str, Any]] = []
-    for spec in AIRLINE_TOOLS.values():
-        tool = convert_to_openai_tool(spec.args_schema)
-        tool["function"]["name"] = spec.name
-        tool["function"]["description"] = spec.description
-        out.append(tool)
-    return out
+    return openai_tool_schemas(AIRLINE_TOOLS)

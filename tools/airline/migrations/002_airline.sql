@@ -1,4 +1,4 @@
--- Airline domain (τ²-bench data) and the payments ledger.
+-- Airline domain (τ²-bench data) and the payments ledger (was engine migration 002; see DomainPlugin.adopted_migrations).
 -- The τ² records are stored unchanged as jsonb documents; the key columns are copies of ids inside.
 
 CREATE TABLE airline_flights (

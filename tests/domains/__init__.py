@@ -1,0 +1,1 @@
+"""Domains that exist only for tests (see ``tests/domains/minimal``)."""
