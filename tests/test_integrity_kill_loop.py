@@ -59,12 +59,13 @@ ROOT = Path(__file__).resolve().parents[1]
 ITERATIONS = 50
 REVIEW_ITERATIONS = 12
 SEED = int(os.environ.get("AIRLOCK_KILL_SEED", "20240524"))
-AUDIT_CHAIN_LOCK = 0x41_55_44_54  # nodes/audit.py: serialises audit appends
+# nodes/audit.py: an append locks its stream's head row; holding every head freezes every append.
+AUDIT_HEADS_LOCK = "SELECT 1 FROM audit_heads FOR UPDATE"
 # Where the write is frozen: before its transaction commits, or after (the checkpoint).
 BEFORE_COMMIT = {
     "reservation-row": "SELECT 1 FROM airline_reservations WHERE reservation_id = %(res)s FOR UPDATE",
     "user-row": "SELECT 1 FROM airline_users WHERE user_id = %(user)s FOR UPDATE",
-    "audit-chain": f"SELECT pg_advisory_lock({AUDIT_CHAIN_LOCK})",
+    "audit-chain": AUDIT_HEADS_LOCK,
     "idempotency-table": "LOCK TABLE idempotency_keys IN EXCLUSIVE MODE",
 }
 AFTER_COMMIT = {
@@ -72,9 +73,28 @@ AFTER_COMMIT = {
     "checkpoint_writes": "LOCK TABLE checkpoint_writes IN EXCLUSIVE MODE",
     "checkpoint_blobs": "LOCK TABLE checkpoint_blobs IN EXCLUSIVE MODE",
 }
+# The tool result's own checkpoint writes, alone: a trigger (installed by the test) makes every
+# checkpoint insert but the resume value's take this advisory lock, so the run is stopped exactly
+# between the write's commit and any record of its result (the task's writes, or the next step's
+# checkpoint, which the saver may store first). Locking one checkpoint table lets the others
+# record the result; locking checkpoint_writes stops the resume value too, and whether the tool
+# commits before the kill is then a race.
+TOOL_RESULT_KEY = 20_240_524
+TOOL_RESULT = {"tool-result": "SELECT pg_advisory_xact_lock(%(key)s)"}
+HOLD_TOOL_RESULTS = (f"""
+CREATE FUNCTION killloop_hold_tool_results() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'checkpoint_writes' THEN
+        IF NEW.channel = '__resume__' THEN RETURN NEW; END IF;
+    END IF;
+    PERFORM pg_advisory_xact_lock({TOOL_RESULT_KEY});
+    RETURN NEW;
+END $$""", *(f"""
+CREATE TRIGGER killloop_hold_tool_results BEFORE INSERT ON {table}
+    FOR EACH ROW EXECUTE FUNCTION killloop_hold_tool_results()""" for table in AFTER_COMMIT))
 REVIEW_FREEZES = {
     "review-row": "SELECT 1 FROM reviews WHERE review_id = %(review)s FOR UPDATE",
-    "audit-chain": f"SELECT pg_advisory_lock({AUDIT_CHAIN_LOCK})",
+    "audit-chain": AUDIT_HEADS_LOCK,
     **AFTER_COMMIT,
 }
 REVIEWER = "reviewer"
@@ -327,6 +347,11 @@ def test_kill_9_at_random_points_of_confirmed_writes(database_url, tmp_path):
     freezer = Freezer(database_url)
     targets = _targets(services)
     assert len(targets) >= 8
+    # As the database's owner (the app's role may not create functions); the checkpoint tables
+    # exist once the services started.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for statement in HOLD_TOOL_RESULTS:
+            conn.execute(statement)
     changed: set[str] = set()
     stats: Counter[str] = Counter()
     try:
@@ -358,17 +383,19 @@ def test_kill_9_at_random_points_of_confirmed_writes(database_url, tmp_path):
             stats[f"write:{kind}"] += 1
 
             phase = rng.choice(["before", "after"])
-            # checkpoint_writes twice: only there is the run stopped between the commit and the
-            # tool result's own write, the case the re-run node must recover from tool_outcomes.
+            # The tool result twice: stopped between the commit and the result's own write, the run
+            # must be recovered from tool_outcomes (severed) or its last write lands (drained).
             point = rng.choice(sorted(BEFORE_COMMIT) if phase == "before"
-                               else [*sorted(AFTER_COMMIT), "checkpoint_writes"])
-            statement = (BEFORE_COMMIT | AFTER_COMMIT)[point]
+                               else [*sorted(AFTER_COMMIT), *TOOL_RESULT, *TOOL_RESULT])
+            statement = (BEFORE_COMMIT | AFTER_COMMIT | TOOL_RESULT)[point]
             sever = rng.random() < 0.5
-            finished = freezer.run(fleet.current, statement, {"res": res, "user": user}, sever=sever, op="confirm",
+            finished = freezer.run(fleet.current, statement, {"res": res, "user": user, "key": TOOL_RESULT_KEY},
+                                   sever=sever, op="confirm",
                                    thread=thread, user=user, gate=gate.id, plans={n: plans[n]})
             where = f"iteration {n} ({kind}, {point}, seed {SEED})"
             executed_at_kill = _count(services, "SELECT count(*) AS n FROM tool_outcomes WHERE thread_id = %s",
                                       thread) > 0
+            assert point != "tool-result" or (finished is None and executed_at_kill), (where, finished)
             stats[f"freeze:{point}"] += 1
             stats["not-blocked" if finished else "killed"] += 1
             stats[f"killed-{'executed' if executed_at_kill else 'not-executed'}"] += finished is None
@@ -401,6 +428,8 @@ def test_kill_9_at_random_points_of_confirmed_writes(database_url, tmp_path):
                 # The dead process's last checkpoint may still have landed (its statement was sent);
                 # otherwise the re-run node must have read the recorded outcome back.
                 assert not out["had_gate"] or "tool.recovered" in events, (where, events)
+                # A severed session never stored the result: the gate is still shown, and answered.
+                assert out["had_gate"] or not (point == "tool-result" and sever), (where, out)
                 stats["recovered" if out["had_gate"] else "checkpoint-landed"] += 1
             elif action == "confirm":
                 assert out["had_gate"] and statuses & EXECUTED, (where, out)
