@@ -27,7 +27,7 @@ demo: $(STAMP) ## Run the Gradio demo on http://127.0.0.1:7860 (DOMAIN=retail: t
 	$(if $(DOMAIN),AIRLOCK_DOMAIN=$(DOMAIN) )$(BIN)/airlock demo --port $(or $(PORT),7860)
 
 test: $(STAMP) browser-deps ## Run every test (Postgres: DATABASE_URL, else embedded)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=30
 
 test-fast: $(STAMP) ## Run the tests without browser and langgraph-dev tests
 	$(BIN)/python -m pytest -q -m "not browser and not studio"

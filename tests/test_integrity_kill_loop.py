@@ -54,7 +54,9 @@ from tests.helpers import (
 )
 from tools.airline import pricing
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+# 50 kills take about four minutes on a quiet 2-core machine: the suite's 300 s hang guard is too
+# close, so this module's guard is longer (it still turns a hang into a failure).
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[1]
 ITERATIONS = 50
 REVIEW_ITERATIONS = 12
