@@ -149,7 +149,7 @@ def _offline_presidio_baseline() -> tuple[Any, Any]:
     engine = get_analyzer().nlp_engine
     offline = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
-    class OfflineEmail(EmailRecognizer):  # type: ignore[misc]
+    class OfflineEmail(EmailRecognizer):
         # Same regex and validation as the default one; the public-suffix list comes from
         # tldextract's bundled snapshot instead of a download (no network at run time).
         def validate_result(self, pattern_text: str) -> bool:

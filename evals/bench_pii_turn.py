@@ -56,7 +56,7 @@ def run(*, n: int = 30, database_url: str | None = None) -> dict[str, Any]:
             cpu[0] += (time.thread_time() - started) * 1000
 
     analyzer.analyze = analyze  # type: ignore[method-assign]
-    pii._detect = detect  # type: ignore[assignment]
+    pii._detect = detect
     services = AirlockServices.start(AirlockSettings(database_url=database_url, model_provider="offline"))
     results: dict[str, Any] = {"n": n, "turns": {}}
     try:

@@ -1055,7 +1055,7 @@ def measure_postgres_vault_latency(records: Sequence[Record], admin_url: str, re
         url = make_conninfo(admin_url, dbname=name)
         with psycopg.connect(url, autocommit=True) as conn:
             migration = (ROOT / "graph" / "migrations" / "003_vault.sql").read_text("utf-8")
-            conn.execute(migration, prepare=False)  # type: ignore[arg-type]
+            conn.execute(migration, prepare=False)
         pool = ConnectionPool(
             url,
             min_size=2,

@@ -281,7 +281,7 @@ def column_setup(table: str, key_column: str, key: str, column: str, change: str
                 raise ReplayError(missing)
             before = first_column(row)
             conn.execute(sql.SQL("UPDATE {table} SET {col} = {change} WHERE {key} = %s").format(
-                change=sql.SQL(change), **ident), (*params, key))  # type: ignore[arg-type]
+                change=sql.SQL(change), **ident), (*params, key))
 
         def undo(pool: ConnectionPool) -> None:
             with pool.connection() as conn:
@@ -362,7 +362,7 @@ class TauReplay:
 
     def plugin(self) -> DomainPlugin:
         """Return the domain's plugin (migrations, the τ² data, the domain)."""
-        return self.package().plugin()  # type: ignore[no-any-return]
+        return self.package().plugin()
 
     def is_write(self, action: Action) -> bool:
         """Return True for the domain's write tools."""
@@ -596,7 +596,7 @@ def state_rows(pool: ConnectionPool, tables: Sequence[StateTable]) -> dict[str, 
     with pool.connection() as conn:
         for t in tables:
             query = f"SELECT ({t.key})::text AS k, md5(({t.value})::text) AS h FROM {t.table}"  # noqa: S608 - domain constants
-            rows = conn.execute(query).fetchall()  # type: ignore[call-overload]
+            rows = conn.execute(query).fetchall()
             out[t.table] = sorted(f"{_col(r, 'k', 0)}:{_col(r, 'h', 1)}" for r in rows)
     return out
 
@@ -1003,7 +1003,7 @@ def load_domain(name: str) -> ReplayDomain:
         raise ReplayError(f"unknown domain {name!r}; known: {', '.join(sorted(DOMAINS))}")
     module, attr = target.split(":")
     factory = getattr(importlib.import_module(module), attr)
-    return factory()  # type: ignore[no-any-return]
+    return factory()
 
 
 @contextmanager

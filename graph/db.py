@@ -287,22 +287,22 @@ def applied_migrations(pool: ConnectionPool) -> list[int]:
     """Return the versions already applied to the database."""
     with pool.connection() as conn:
         exists = conn.execute("SELECT to_regclass('public.schema_migrations') AS t").fetchone()
-        if not exists or exists["t"] is None:  # type: ignore[index,call-overload]
+        if not exists or exists["t"] is None:  # type: ignore[call-overload]
             return []
         rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
-    return [int(r["version"]) for r in rows]  # type: ignore[call-overload,index]
+    return [int(r["version"]) for r in rows]  # type: ignore[call-overload]
 
 
 def applied_domain_migrations(pool: ConnectionPool, domain: str) -> list[int]:
     """Return the versions of ``domain``'s migrations already applied to the database."""
     with pool.connection() as conn:
         exists = conn.execute("SELECT to_regclass('public.domain_migrations') AS t").fetchone()
-        if not exists or exists["t"] is None:  # type: ignore[index,call-overload]
+        if not exists or exists["t"] is None:  # type: ignore[call-overload]
             return []
         rows = conn.execute(
             "SELECT version FROM domain_migrations WHERE domain = %s ORDER BY version", (domain,)
         ).fetchall()
-    return [int(r["version"]) for r in rows]  # type: ignore[call-overload,index]
+    return [int(r["version"]) for r in rows]  # type: ignore[call-overload]
 
 
 def migrate(pool: ConnectionPool, *, domains: Sequence[DomainPlugin] | None = None) -> list[int]:
@@ -330,14 +330,14 @@ def migrate(pool: ConnectionPool, *, domains: Sequence[DomainPlugin] | None = No
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_ID,))
             # Checked first: a role that may not create tables (the app's) can still see it is up to date.
             exists = conn.execute("SELECT to_regclass('public.schema_migrations') AS t").fetchone()
-            if not exists or exists["t"] is None:  # type: ignore[index,call-overload]
+            if not exists or exists["t"] is None:  # type: ignore[call-overload]
                 conn.execute(
                     "CREATE TABLE schema_migrations ("
                     " version integer PRIMARY KEY, name text NOT NULL,"
                     " applied_at timestamptz NOT NULL DEFAULT now())"
                 )
             done = {
-                int(r["version"])  # type: ignore[call-overload,index]
+                int(r["version"])  # type: ignore[call-overload]
                 for r in conn.execute("SELECT version FROM schema_migrations").fetchall()
             }
             before = frozenset(done)

@@ -117,7 +117,7 @@ class OutboxStore:
         """Return the number of messages per status."""
         with self._pool.connection() as conn:
             rows = conn.execute("SELECT status, count(*) AS n FROM outbox GROUP BY status").fetchall()
-        return {str(r["status"]): int(r["n"]) for r in rows}  # type: ignore[call-overload,index]
+        return {str(r["status"]): int(r["n"]) for r in rows}  # type: ignore[call-overload]
 
     def messages(self, *, status: str | None = "dead", limit: int = 100) -> list[dict[str, Any]]:
         """Return messages (dead letters by default), newest first."""
@@ -129,13 +129,13 @@ class OutboxStore:
             params.append(status)
         sql += " ORDER BY id DESC LIMIT %s"
         with self._pool.connection() as conn:
-            return [dict(r) for r in conn.execute(sql, (*params, limit)).fetchall()]  # type: ignore[call-overload]
+            return [dict(r) for r in conn.execute(sql, (*params, limit)).fetchall()]
 
     def get(self, message_id: int) -> dict[str, Any] | None:
         """Return one message."""
         with self._pool.connection() as conn:
             row = conn.execute("SELECT * FROM outbox WHERE id = %s", (message_id,)).fetchone()
-        return None if row is None else dict(row)  # type: ignore[call-overload]
+        return None if row is None else dict(row)
 
     def retry(self, ids: list[int] | None = None) -> list[int]:
         """Return dead letters (these ``ids``, or all) to pending with a fresh attempt count; return their ids.
@@ -152,7 +152,7 @@ class OutboxStore:
                 " AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[])) RETURNING id",
                 {"ids": ids},
             ).fetchall()
-            done = sorted(int(r["id"]) for r in rows)  # type: ignore[call-overload,index]
+            done = sorted(int(r["id"]) for r in rows)  # type: ignore[call-overload]
             missing: list[int] = sorted(set(ids or ()) - set(done))
             if missing:
                 raise OutboxError(f"not dead letters: {', '.join(map(str, missing))} (see `airlock outbox list`)")
@@ -201,7 +201,7 @@ class OutboxWorker:
         with self._pool.connection() as conn:
             rows = conn.execute("SELECT id, holder FROM outbox WHERE status = 'sending'").fetchall()
             for row in rows:
-                holder = str(row["holder"] or "")  # type: ignore[call-overload,index]
+                holder = str(row["holder"] or "")  # type: ignore[call-overload]
                 if holder == self.holder or holder_alive(holder) is not False:
                     continue  # a live worker, or one on another host (its lease expires instead)
                 moved = conn.execute(
@@ -209,10 +209,10 @@ class OutboxWorker:
                     " dead_at = CASE WHEN attempts >= %(max)s THEN now() END, holder = NULL, lease_until = NULL,"
                     " last_error = 'the delivering worker died before marking the message'"
                     " WHERE id = %(id)s AND status = 'sending' AND holder = %(holder)s",
-                    {"id": row["id"], "holder": holder, "max": self._s.max_attempts},  # type: ignore[call-overload,index]
+                    {"id": row["id"], "holder": holder, "max": self._s.max_attempts},  # type: ignore[call-overload]
                 ).rowcount
                 if moved:
-                    log.warning("outbox message %s: its worker %s is gone; due again", row["id"], holder)  # type: ignore[call-overload,index]
+                    log.warning("outbox message %s: its worker %s is gone; due again", row["id"], holder)  # type: ignore[call-overload]
                 released += moved
             # A lease that expired on its last attempt: the worker hung or died elsewhere.
             released += conn.execute(
@@ -235,7 +235,7 @@ class OutboxWorker:
                 " RETURNING *",
                 {"me": self.holder, "lease": self._s.lease_s, "n": limit or self._s.batch, "max": self._s.max_attempts},
             ).fetchall()
-        return [dict(r) for r in rows]  # type: ignore[call-overload]
+        return [dict(r) for r in rows]
 
     # -- delivery -------------------------------------------------------------------------------
     def _recipients(self, row: Mapping[str, Any]) -> list[str]:
@@ -247,7 +247,7 @@ class OutboxWorker:
             owner = conn.execute("SELECT user_id FROM threads WHERE thread_id = %s", (row["thread_id"],)).fetchone()
         if owner is None:
             return []
-        address = self._contacts.contact_address(str(owner["user_id"]))  # type: ignore[call-overload,index]
+        address = self._contacts.contact_address(str(owner["user_id"]))  # type: ignore[call-overload]
         return [address] if address else []
 
     def deliver(self, row: Mapping[str, Any]) -> str:

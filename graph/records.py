@@ -89,7 +89,7 @@ class DecisionLog:
                 """,
                 {"t": thread_id, "k": task_id, "s": step, "n": node, "d": values, "c": len(values)},
             ).fetchone()
-        if row is not None and int(row["replaced"]):  # type: ignore[call-overload,index]
+        if row is not None and int(row["replaced"]):  # type: ignore[call-overload]
             with self._lock:
                 self._cache.pop(thread_id, None)
 
@@ -105,11 +105,11 @@ class DecisionLog:
             " ORDER BY g.step, g.id"
         )
         with self._pool.connection() as conn:
-            rows = [dict(r) for r in conn.execute(query, {"t": thread_id, "last": last}).fetchall()]  # type: ignore[call-overload]
+            rows = [dict(r) for r in conn.execute(query, {"t": thread_id, "last": last}).fetchall()]
             fresh = [r for r in rows if r["id"] is not None]
             if len(cached) + len(fresh) != int(rows[0]["total"]):  # replaced or erased elsewhere: read all
                 last, cached = 0, []
-                fresh = [r for r in (dict(x) for x in conn.execute(query, {"t": thread_id, "last": 0}).fetchall())  # type: ignore[call-overload]
+                fresh = [r for r in (dict(x) for x in conn.execute(query, {"t": thread_id, "last": 0}).fetchall())
                          if r["id"] is not None]
         if fresh:
             # Steps only grow, so rows added since sort after the cached ones.

@@ -206,7 +206,7 @@ class ReviewStore:
         """Return one review row."""
         with self._pool.connection() as conn:
             row = conn.execute("SELECT * FROM reviews WHERE review_id = %s", (review_id,)).fetchone()
-        return None if row is None else dict(row)  # type: ignore[call-overload]
+        return None if row is None else dict(row)
 
     def find(
         self, *, assignees: Sequence[str] | None = None, status: str | None = "pending",
@@ -231,7 +231,7 @@ class ReviewStore:
         sql = "SELECT * FROM reviews" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY due_at, created_at LIMIT %s"
         with self._pool.connection() as conn:
-            return [dict(r) for r in conn.execute(sql, (*params, limit)).fetchall()]  # type: ignore[call-overload,arg-type]
+            return [dict(r) for r in conn.execute(sql, (*params, limit)).fetchall()]
 
     def page(self, *, assignees: Sequence[str], status: str = "pending", limit: int | None = None,
              cursor: str | None = None) -> Page:
@@ -265,7 +265,7 @@ class ReviewStore:
             " ORDER BY r.due_at, r.review_id"
         )
         with self._pool.connection() as conn:
-            found = [dict(r) for r in conn.execute(sql, params).fetchall()]  # type: ignore[call-overload]
+            found = [dict(r) for r in conn.execute(sql, params).fetchall()]
         total, start = int(found[0]["_total"]), int(found[0]["_before"])
         rows = [{k: v for k, v in r.items() if k not in ("_total", "_before")} for r in found
                 if r["review_id"] is not None]
@@ -290,11 +290,11 @@ class ReviewStore:
         if row is None:
             if current is None:
                 raise StaleReviewError(f"review {review_id} does not exist")
-            who = f" by {current['reviewer']}" if current["reviewer"] else ""  # type: ignore[call-overload,index]
+            who = f" by {current['reviewer']}" if current["reviewer"] else ""  # type: ignore[call-overload]
             raise StaleReviewError(
-                f"review {review_id} is no longer pending (status: {current['status']}{who})"  # type: ignore[call-overload,index]
+                f"review {review_id} is no longer pending (status: {current['status']}{who})"  # type: ignore[call-overload]
             )
-        return dict(row)  # type: ignore[call-overload]
+        return dict(row)
 
     def claim_expired(self, *, by: str, limit: int = 50) -> list[dict[str, Any]]:
         """Take expired pending reviews; SKIP LOCKED keeps concurrent sweepers apart."""
@@ -306,7 +306,7 @@ class ReviewStore:
                 " RETURNING *",
                 (by, self._holder, limit),
             ).fetchall()
-        return [dict(r) for r in rows]  # type: ignore[call-overload]
+        return [dict(r) for r in rows]
 
     def finish(self, review_id: str, *, status: str, decision: Mapping[str, Any], reviewer: str) -> None:
         """Record the outcome of a claimed review."""
@@ -342,7 +342,7 @@ class ReviewStore:
         with self._pool.connection() as conn:
             row = conn.execute("SELECT review_id FROM reviews WHERE thread_id = %s AND interrupt_id = %s",
                                (thread_id, interrupt_id)).fetchone()
-        return None if row is None else str(row["review_id"])  # type: ignore[call-overload,index]
+        return None if row is None else str(row["review_id"])  # type: ignore[call-overload]
 
     def was_decided(self, thread_id: str | None, call_id: str, escalation_id: str, signature: str) -> bool:
         """Return True once per signed decision: later replays of the node see True."""
@@ -376,8 +376,8 @@ class ReviewStore:
             ).fetchall()
             recovered: list[dict[str, Any]] = []
             for row in rows:
-                alive = holder_alive(str(row["holder"] or ""))  # type: ignore[call-overload,index]
-                if alive is True or (alive is None and float(row["age"] or 0.0) <= lease):  # type: ignore[call-overload,index]
+                alive = holder_alive(str(row["holder"] or ""))  # type: ignore[call-overload]
+                if alive is True or (alive is None and float(row["age"] or 0.0) <= lease):  # type: ignore[call-overload]
                     continue
                 # Reopened and audited together: the dead decider may have audited a decision
                 # that never reached the checkpoint; ``escalation.reopened`` says it did not count.
@@ -386,19 +386,19 @@ class ReviewStore:
                     back = cur.execute(
                         "UPDATE reviews SET status = 'pending', claimed_by = NULL, claimed_at = NULL, holder = ''"
                         " WHERE review_id = %s AND status = 'deciding' AND holder = %s RETURNING *",
-                        (row["review_id"], row["holder"]),  # type: ignore[call-overload,index]
+                        (row["review_id"], row["holder"]),  # type: ignore[call-overload]
                     ).fetchone()
                     if back is not None:
                         self._audit.append_on(
-                            cur, "escalation.reopened", actor="system:recovery", thread_id=back["thread_id"],  # type: ignore[call-overload,index]
-                            tool=back["tool"],  # type: ignore[call-overload,index]
-                            payload={"review_id": back["review_id"], "abandoned_by": row["claimed_by"],  # type: ignore[call-overload,index]
-                                     "holder": row["holder"], "reason": "the deciding process is gone"},  # type: ignore[call-overload,index]
+                            cur, "escalation.reopened", actor="system:recovery", thread_id=back["thread_id"],  # type: ignore[call-overload]
+                            tool=back["tool"],  # type: ignore[call-overload]
+                            payload={"review_id": back["review_id"], "abandoned_by": row["claimed_by"],  # type: ignore[call-overload]
+                                     "holder": row["holder"], "reason": "the deciding process is gone"},  # type: ignore[call-overload]
                         )
                 if back is not None:
                     log.warning("review %s: its decider %s is gone; pending again",
-                                row["review_id"], row["holder"] or "(unknown)")  # type: ignore[call-overload,index]
-                    recovered.append(dict(back))  # type: ignore[call-overload]
+                                row["review_id"], row["holder"] or "(unknown)")  # type: ignore[call-overload]
+                    recovered.append(dict(back))
         return recovered
 
 

@@ -544,10 +544,10 @@ def prepare_database(
                 "SELECT current_user AS who, pg_has_role(current_user, %s, 'MEMBER') AS member", (APP_ROLE,),
             ).fetchone()
             assert row is not None
-        if check_member and not row["member"]:  # type: ignore[call-overload,index]
+        if check_member and not row["member"]:  # type: ignore[call-overload]
             raise DatabaseConfigError(
-                f"the database user {row['who']} cannot act as {APP_ROLE}, the role the app runs as: "  # type: ignore[call-overload,index]
-                f"run GRANT {APP_ROLE} TO {row['who']} as the owner"  # type: ignore[call-overload,index]
+                f"the database user {row['who']} cannot act as {APP_ROLE}, the role the app runs as: "  # type: ignore[call-overload]
+                f"run GRANT {APP_ROLE} TO {row['who']} as the owner"  # type: ignore[call-overload]
             )
         _make_checkpoint_tables(owner)
     finally:

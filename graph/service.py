@@ -196,7 +196,7 @@ class AirlockApp:
         """Return the customer who owns the thread, or None if unknown."""
         with self.services.pool.connection() as conn:
             row = conn.execute("SELECT user_id FROM threads WHERE thread_id = %s", (thread_id,)).fetchone()
-        return None if row is None else str(row["user_id"])  # type: ignore[call-overload,index]
+        return None if row is None else str(row["user_id"])  # type: ignore[call-overload]
 
     def _own(self, thread_id: str, user_id: str) -> None:
         if not _clean_id(thread_id) or not _clean_id(user_id):
@@ -248,7 +248,7 @@ class AirlockApp:
                + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY updated_at DESC, thread_id DESC LIMIT %s")
         with self.services.pool.connection() as conn:
-            rows = [dict(r) for r in conn.execute(sql, (*params, size + 1)).fetchall()]  # type: ignore[call-overload]
+            rows = [dict(r) for r in conn.execute(sql, (*params, size + 1)).fetchall()]
             total = int(conn.execute(counted, count_params).fetchone()["n"])  # type: ignore[index,call-overload]
             start = 0
             if start_sql:

@@ -676,12 +676,12 @@ class AuditLog:
         # there; across streams id is the order of insertion. The (thread_id, id) index serves it.
         sql += " ORDER BY id DESC LIMIT %s"
         with self._pool.connection() as conn:
-            rows = conn.execute(sql, (*params, limit)).fetchall()  # type: ignore[arg-type]
+            rows = conn.execute(sql, (*params, limit)).fetchall()
         return [
             AuditEvent(
-                id=r["id"], ts=r["ts"], event_type=r["event_type"], actor=r["actor"],  # type: ignore[call-overload,index]
-                thread_id=r["thread_id"], tool=r["tool"], payload=r["payload"], hash=r["hash"],  # type: ignore[call-overload,index]
-                seq=r["seq"], stream=r["stream"],  # type: ignore[call-overload,index]
+                id=r["id"], ts=r["ts"], event_type=r["event_type"], actor=r["actor"],  # type: ignore[call-overload]
+                thread_id=r["thread_id"], tool=r["tool"], payload=r["payload"], hash=r["hash"],  # type: ignore[call-overload]
+                seq=r["seq"], stream=r["stream"],  # type: ignore[call-overload]
             )
             for r in rows
         ]
@@ -699,7 +699,7 @@ class AuditLog:
                 if not rows:
                     return
                 yield from rows  # type: ignore[misc]
-                after = int(rows[-1]["seq"])  # type: ignore[call-overload,index]
+                after = int(rows[-1]["seq"])  # type: ignore[call-overload]
 
     def stored_anchors(self) -> tuple[list[Anchor], list[str]]:
         """Return this database's anchors from the table and the anchors file, and problems reading them."""
@@ -733,7 +733,7 @@ class AuditLog:
                 " JOIN pg_class c ON c.oid = t.tgrelid"
                 " WHERE c.relname IN ('audit_events', 'audit_anchors', 'audit_heads') AND NOT t.tgisinternal"
             ).fetchall()
-            state = {(r["rel"], r["name"]): r["enabled"] for r in rows}  # type: ignore[call-overload,index]
+            state = {(r["rel"], r["name"]): r["enabled"] for r in rows}  # type: ignore[call-overload]
             for rel, name in sorted(_GUARD_TRIGGERS):
                 enabled = state.get((rel, name))
                 if enabled is None:
@@ -745,7 +745,7 @@ class AuditLog:
             ).fetchone()
             if role is None:
                 return [*problems, f"the app role {APP_ROLE} is missing"]
-            if role["rolsuper"]:  # type: ignore[call-overload,index]
+            if role["rolsuper"]:  # type: ignore[call-overload]
                 problems.append(f"the app role {APP_ROLE} is a superuser")
             # The head rows are moved by the app (UPDATE); never deleted, and no trigger of the app's.
             for rel, forbidden in (("audit_events", _FORBIDDEN), ("audit_anchors", _FORBIDDEN),
@@ -754,12 +754,12 @@ class AuditLog:
                     "SELECT pg_has_role(%s, relowner, 'USAGE') AS owns FROM pg_class"
                     " WHERE oid = to_regclass(%s)", (APP_ROLE, rel),
                 ).fetchone()
-                if owner is not None and owner["owns"]:  # type: ignore[call-overload,index]
+                if owner is not None and owner["owns"]:  # type: ignore[call-overload]
                     problems.append(f"the app role {APP_ROLE} owns {rel}")
                 for privilege in forbidden:
                     granted = conn.execute("SELECT has_table_privilege(%s, %s, %s) AS ok",
                                            (APP_ROLE, rel, privilege)).fetchone()
-                    if granted is not None and granted["ok"]:  # type: ignore[call-overload,index]
+                    if granted is not None and granted["ok"]:  # type: ignore[call-overload]
                         problems.append(f"the app role {APP_ROLE} may {privilege} {rel}")
         return problems
 
@@ -784,7 +784,7 @@ class AuditLog:
         with self._pool.connection() as conn:
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                heads = {int(r["stream"]): (int(r["seq"]), str(r["hash"]))  # type: ignore[call-overload,index]
+                heads = {int(r["stream"]): (int(r["seq"]), str(r["hash"]))  # type: ignore[call-overload]
                          for r in conn.execute("SELECT stream, seq, hash FROM audit_heads").fetchall()}
                 with conn.cursor(name="airlock_audit_verify") as cur:
                     cur.itersize = batch
@@ -821,12 +821,12 @@ class AuditLog:
             ).fetchall()
             streams: dict[str, dict[str, Any]] = {}
             for span in spans:
-                stream, first, last = int(span["stream"]), int(span["first"]), int(span["last"])  # type: ignore[call-overload,index]
-                ends = {int(r["seq"]): r for r in conn.execute(  # type: ignore[call-overload,index]
+                stream, first, last = int(span["stream"]), int(span["first"]), int(span["last"])  # type: ignore[call-overload]
+                ends = {int(r["seq"]): r for r in conn.execute(  # type: ignore[call-overload]
                     "SELECT seq, prev_hash, hash FROM audit_events WHERE stream = %s AND seq IN (%s, %s)",
                     (stream, first, last)).fetchall()}
-                streams[str(stream)] = {"first_seq": first, "first_prev_hash": str(ends[first]["prev_hash"]),  # type: ignore[call-overload,index]
-                                        "last_seq": last, "last_hash": str(ends[last]["hash"])}  # type: ignore[call-overload,index]
+                streams[str(stream)] = {"first_seq": first, "first_prev_hash": str(ends[first]["prev_hash"]),  # type: ignore[call-overload]
+                                        "last_seq": last, "last_hash": str(ends[last]["hash"])}  # type: ignore[call-overload]
         anchors, _ = self.stored_anchors()
         header: dict[str, Any] = {
             "type": "export", "format": 2, "database": self.database_id(),

@@ -100,4 +100,4 @@ def record_notification(kind: str, channel: str, outcome: str) -> None:
 
 def watch_breakers(states: Callable[[], Mapping[str, str]]) -> None:
     """Report the breakers of a registry (a bound ``states`` method) as a gauge; held weakly."""
-    _breaker_sources.append(weakref.WeakMethod(states))  # type: ignore[arg-type]
+    _breaker_sources.append(weakref.WeakMethod(states))

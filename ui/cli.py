@@ -14,7 +14,7 @@ from graph.errors import AirlockError
 __all__ = ["main"]
 
 
-def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _settings(args: argparse.Namespace):
     from graph.runtime import AirlockSettings
 
     return AirlockSettings.from_env(
@@ -23,7 +23,7 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     )
 
 
-def _services(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _services(args: argparse.Namespace):
     from graph.runtime import AirlockServices
 
     return AirlockServices.start(_settings(args))

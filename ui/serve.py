@@ -17,7 +17,7 @@ __all__ = ["build_server_app", "serve_main"]
 log = logging.getLogger(__name__)
 
 
-def build_server_app(*, services, settings, accounts=None, web=None, host="127.0.0.1", port=8000):  # type: ignore[no-untyped-def]
+def build_server_app(*, services, settings, accounts=None, web=None, host="127.0.0.1", port=8000):
     """Return (ASGI app, stop event): the API over the services, with the Gradio app under /ui if asked.
 
     The Gradio app runs behind the same web-security middleware as ``airlock demo`` (Host and

@@ -133,7 +133,7 @@ class IdempotencyStore:
                 " AND expires_at > now()",
                 (key,),
             ).fetchone()
-        return None if row is None else dict(row["result"])  # type: ignore[call-overload,index]
+        return None if row is None else dict(row["result"])  # type: ignore[call-overload]
 
     def await_in_flight(
         self, key: str, *, prefix: str | None = None, wait_timeout: float = 30.0, poll: float = 0.05
@@ -160,7 +160,7 @@ class IdempotencyStore:
                 " AND (key = %s OR (%s::text IS NOT NULL AND starts_with(key, %s::text)))",
                 (key, prefix, prefix),
             ).fetchall()
-        return [dict(r) for r in rows]  # type: ignore[call-overload]
+        return [dict(r) for r in rows]
 
     def unsettled(self, claim: Mapping[str, Any]) -> bool:
         """Return whether an open claim's write may have happened unseen: unknown, or its holder is dead."""
@@ -215,7 +215,7 @@ class IdempotencyStore:
                 {"key": key, "tool": tool, "user": user_id, "token": token, "holder": self._holder,
                  "replace": replace or None},
             ).fetchone()
-        return row is not None and row["owner"] == token  # type: ignore[call-overload,index]
+        return row is not None and row["owner"] == token  # type: ignore[call-overload]
 
     def _current(self, key: str) -> dict[str, Any] | None:
         with self._pool.connection() as conn:
@@ -224,7 +224,7 @@ class IdempotencyStore:
                 " FROM idempotency_keys WHERE key = %s",
                 (key,),
             ).fetchone()
-        return None if row is None else dict(row)  # type: ignore[call-overload]
+        return None if row is None else dict(row)
 
     def claim(
         self, key: str, *, tool: str, user_id: str | None, wait_timeout: float = 30.0,

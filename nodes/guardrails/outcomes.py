@@ -32,7 +32,7 @@ class OutcomeStore:
                 "SELECT result FROM tool_outcomes WHERE thread_id = %s AND call_id = %s",
                 (thread_id or "", call_id),
             ).fetchone()
-        return None if row is None else dict(row["result"])  # type: ignore[call-overload,index]
+        return None if row is None else dict(row["result"])  # type: ignore[call-overload]
 
     def by_key(self, idempotency_key: str) -> dict[str, Any] | None:
         """Return the recorded result of the write made under ``idempotency_key``, or None."""
@@ -40,7 +40,7 @@ class OutcomeStore:
             row = conn.execute(
                 "SELECT result FROM tool_outcomes WHERE idempotency_key = %s LIMIT 1", (idempotency_key,)
             ).fetchone()
-        return None if row is None else dict(row["result"])  # type: ignore[call-overload,index]
+        return None if row is None else dict(row["result"])  # type: ignore[call-overload]
 
     @staticmethod
     def record(

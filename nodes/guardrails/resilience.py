@@ -383,7 +383,7 @@ class ResilientCaller:
             raise ServiceUnavailableError(
                 f"service failed after {cfg.retries + 1} attempts: {type(last).__name__}"
             ) from last
-        return result  # type: ignore[no-any-return]
+        return result
 
     def bound_seconds(self) -> float:
         """Return the worst-case time before the fallback is returned."""

@@ -600,7 +600,7 @@ class _AirlockSpacyNlpEngine(SpacyNlpEngine):
         return doc
 
     def _entities(self, doc: Doc) -> tuple[list[Any], list[float]]:
-        return self._get_updated_entities(  # type: ignore[no-any-return]
+        return self._get_updated_entities(
             list(doc.ents), [float(self.ner_model_configuration.default_score or 0.85)] * len(doc.ents)
         )
 
@@ -640,7 +640,7 @@ class _LazyNlpArtifacts(NlpArtifacts):
         self._lemmas: list[str] | None = None
         self._keywords: list[str] | None = None
 
-    @property  # type: ignore[override]
+    @property
     def tokens(self) -> Doc:
         """The tokenised text (tokenised now if it was not yet)."""
         if not isinstance(self._tokens, Doc):
@@ -656,7 +656,7 @@ class _LazyNlpArtifacts(NlpArtifacts):
         self._indices = [idx for idx, _ in pairs]
         self._lemmas = [lower for _, lower in pairs]
 
-    @property  # type: ignore[override]
+    @property
     def tokens_indices(self) -> list[int]:
         """Character offset of each token."""
         if self._indices is None:
@@ -668,7 +668,7 @@ class _LazyNlpArtifacts(NlpArtifacts):
     def tokens_indices(self, value: list[int]) -> None:
         self._indices = value
 
-    @property  # type: ignore[override]
+    @property
     def lemmas(self) -> list[str]:
         """Each token lower-cased (no lemmatizer is loaded)."""
         if self._lemmas is None:
@@ -680,7 +680,7 @@ class _LazyNlpArtifacts(NlpArtifacts):
     def lemmas(self, value: list[str]) -> None:
         self._lemmas = value
 
-    @property  # type: ignore[override]
+    @property
     def keywords(self) -> list[str]:
         """Lemmas that are neither stop words nor punctuation (computed once)."""
         if self._keywords is None:

@@ -41,7 +41,7 @@ class ApiState:
 
 def api_state(request: Request) -> ApiState:
     """Return the process's API state."""
-    return request.app.state.airlock  # type: ignore[no-any-return]
+    return request.app.state.airlock
 
 
 State = Annotated[ApiState, Depends(api_state)]
@@ -75,7 +75,7 @@ def _customer(state: State, who: Caller, request: Request) -> Principal:
     return who
 
 
-def _role(role: str):  # type: ignore[no-untyped-def]
+def _role(role: str):
     def check(state: State, who: Caller, request: Request) -> Principal:
         if not who.has(role):
             raise _refuse(state, who, request, role)

@@ -33,7 +33,7 @@ def _case_id(review_id: str) -> str:
 
 def _case(state: State, review_id: str) -> dict[str, Any] | None:
     store = state.app.services.reviews
-    return None if store is None else store.get(review_id)  # type: ignore[no-any-return]
+    return None if store is None else store.get(review_id)
 
 
 @router.get("/reviews", tags=["reviewer"], response_model=ReviewPage, responses=_ERRORS)

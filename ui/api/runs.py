@@ -82,7 +82,7 @@ class RunStore:
                     (run_id, thread_id, user_id, key, fingerprint, kind, self.owner),
                 ).fetchone()
             if row is not None:
-                return dict(row), True  # type: ignore[call-overload]
+                return dict(row), True
             if key is not None:
                 existing = self._by_key(conn, user_id, key)
                 if existing is not None:
@@ -90,7 +90,7 @@ class RunStore:
             busy = conn.execute(
                 "SELECT run_id FROM api_runs WHERE thread_id = %s AND status = 'running'", (thread_id,)
             ).fetchone()
-        where = f"; follow it at /v1/runs/{busy['run_id']}/events" if busy else ""  # type: ignore[call-overload,index]
+        where = f"; follow it at /v1/runs/{busy['run_id']}/events" if busy else ""  # type: ignore[call-overload]
         raise Problem(409, f"another turn is running on this thread{where}")
 
     def _dead(self, owner: str, heartbeat_age_s: float) -> bool:
@@ -116,7 +116,7 @@ class RunStore:
             row = conn.execute(
                 "SELECT owner, extract(epoch FROM now() - heartbeat_at) AS age FROM api_runs"
                 " WHERE run_id = %s AND status = 'running'", (run_id,)).fetchone()
-            if row is None or not self._dead(str(row["owner"]), float(row["age"])):  # type: ignore[call-overload,index]
+            if row is None or not self._dead(str(row["owner"]), float(row["age"])):  # type: ignore[call-overload]
                 return False
             with conn.transaction():
                 taken = conn.execute(
@@ -133,7 +133,7 @@ class RunStore:
                                                         (TERMINAL, {"status": "failed"})), start=1):
                     conn.execute("INSERT INTO api_run_events (run_id, seq, event, data) VALUES (%s, %s, %s, %s)",
                                  (run_id, seq + offset, event, Jsonb(data)))
-        log.warning("run %s of a stopped process (%s) marked failed", run_id, row["owner"])  # type: ignore[call-overload,index]
+        log.warning("run %s of a stopped process (%s) marked failed", run_id, row["owner"])  # type: ignore[call-overload]
         return True
 
     def heartbeat(self) -> None:
@@ -165,7 +165,7 @@ class RunStore:
         """Return a run, or None."""
         with self.pool.connection() as conn:
             row = conn.execute("SELECT * FROM api_runs WHERE run_id = %s", (run_id,)).fetchone()
-        return None if row is None else dict(row)  # type: ignore[call-overload]
+        return None if row is None else dict(row)
 
     def append(self, run_id: str, seq: int, event: str, data: Mapping[str, Any]) -> None:
         """Store event ``seq`` of a run."""
@@ -192,7 +192,7 @@ class RunStore:
                 "SELECT seq, event, data FROM api_run_events WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s",
                 (run_id, seq, limit),
             ).fetchall()
-        return [dict(r) for r in rows], (str(status["status"]) if status else "missing")  # type: ignore[call-overload,index]
+        return [dict(r) for r in rows], (str(status["status"]) if status else "missing")  # type: ignore[call-overload]
 
 
 def _decision(d: Mapping[str, Any]) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def validate_json_schema(
         node: Any = root
         for part in [p for p in ref[1:].split("/") if p]:
             node = node[part.replace("~1", "/").replace("~0", "~")]
-        return node  # type: ignore[no-any-return]
+        return node
 
     def fail(path: list[str | int], keyword: str) -> None:
         if len(errors) < max_errors:
