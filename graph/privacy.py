@@ -29,10 +29,10 @@ __all__ = ["ForgetReport", "UnknownCustomerError", "forget_customer"]
 # Tables keyed by thread whose rows belong to the conversation (checkpoint tables are
 # handled by the saver, the vault by its store).
 _THREAD_TABLES = ("feedback", "reviews", "review_decisions", "tool_outcomes", "interrupt_views",
-                  "thread_messages", "guard_decisions", "threads")
+                  "thread_messages", "guard_decisions", "refused_messages", "threads")
 _VACUUM = ("pii_vault", "checkpoints", "checkpoint_blobs", "checkpoint_writes", "feedback", "reviews",
            "review_decisions", "tool_outcomes", "interrupt_views", "thread_messages", "guard_decisions",
-           "idempotency_keys", "threads")
+           "refused_messages", "idempotency_keys", "threads")
 
 
 class UnknownCustomerError(AirlockError, LookupError):

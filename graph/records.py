@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from langchain_core.messages import AnyMessage, BaseMessage
+from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from psycopg_pool import ConnectionPool
 
@@ -231,6 +231,30 @@ class Transcript:
         with self._lock:
             self._texts.pop(thread_id, None)
             self._tails.pop(thread_id, None)
+
+    def keep_refused(self, thread_id: str, *, user_id: str, text: str, chars: int, reason: str) -> int:
+        """Store a message refused before the graph read it, whole, and return the record's id.
+
+        ``text`` is the message already masked (as an audited value is); it is encrypted as a
+        moved message is, kept out of the conversation (the model and the chat never read it),
+        and erased with the thread by ``privacy forget``. ``chars`` is the original's length.
+        """
+        kind, blob = self._serde.dumps_typed(HumanMessage(content=text))
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "INSERT INTO refused_messages (thread_id, user_id, reason, chars, serde_type, blob)"
+                " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                (thread_id, user_id, reason, chars, kind, blob),
+            ).fetchone()
+        return int(row["id"])  # type: ignore[call-overload,index]
+
+    def refused(self, thread_id: str) -> list[AnyMessage]:
+        """Return the thread's refused messages (``keep_refused``), oldest first."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT serde_type, blob FROM refused_messages WHERE thread_id = %s ORDER BY id", (thread_id,),
+            ).fetchall()
+        return self._load(rows)  # type: ignore[arg-type]
 
     def customer_texts(self, thread_id: str) -> list[str]:
         """Return the texts of the customer's archived messages, oldest first (cached per process)."""

@@ -448,10 +448,14 @@ class AirlockApp:
         limit = self.input_limit
         if limit is not None and len(text) > limit:
             # Never cut: the customer is told the limit and keeps their text; the whole message
-            # (PII masked, like every audited value) is kept in the audit log for the record.
+            # (PII masked, encrypted) is kept for the record beside the conversation, where
+            # `privacy forget` erases it; the audit names it by id (audit payloads hold no text).
+            record = self.services.transcript.keep_refused(
+                thread_id, user_id=user_id, text=self.services.redact(text), chars=len(text), reason="too_long",
+            )
             self.services.audit.append(
                 "input.too_long", actor=user_id, thread_id=thread_id,
-                payload={"chars": len(text), "limit": limit, "text": self.services.redact(text)},
+                payload={"chars": len(text), "limit": limit, "record": record},
             )
             return self._refuse(thread_id, too_long_message(len(text), limit), prefix="")
         snapshot = self._snapshot(thread_id)

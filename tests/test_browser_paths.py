@@ -97,7 +97,9 @@ def test_an_over_limit_message_is_explained_and_stays_in_the_box(
     expect(page.locator("#chat-input textarea")).to_have_value(text)
     expect(page.locator("#chatbot")).not_to_contain_text("THE END OF MY MESSAGE")
     events = db_rows(app_db, "SELECT payload FROM audit_events WHERE event_type = 'input.too_long'")
-    assert [e["payload"]["text"] for e in events] == [text]
+    assert [e["payload"]["chars"] for e in events] == [len(text)] and "text" not in events[0]["payload"]
+    kept = db_rows(app_db, "SELECT id, chars FROM refused_messages")  # whole, encrypted, for the record
+    assert [(r["id"], r["chars"]) for r in kept] == [(events[0]["payload"]["record"], len(text))]
     context.close()
 
 

@@ -98,8 +98,15 @@ def test_a_message_over_the_limit_is_not_cut_and_is_kept_for_the_record(app):
     assert f"{len(text):,} characters" in result.notice and "4,000" in result.notice
     assert app.messages(thread) == []  # nothing half-read went on
     (event,) = [e for e in app.services.audit.events(thread_id=thread) if e.event_type == "input.too_long"]
-    assert event.payload["text"].endswith("THE END OF MY MESSAGE")  # the whole text, for the record
     assert event.payload["chars"] == len(text) and event.payload["limit"] == limit
+    assert "THE END" not in json.dumps(event.payload)  # audit payloads hold no message text
+    (kept,) = app.services.transcript.refused(thread)  # the whole text, for the record
+    assert kept.text == text and kept.text.endswith("THE END OF MY MESSAGE")
+    with app.services.pool.connection() as conn:
+        row = conn.execute("SELECT id, chars, reason, blob FROM refused_messages WHERE thread_id = %s",
+                           (thread,)).fetchone()
+    assert row["id"] == event.payload["record"] and row["chars"] == len(text) and row["reason"] == "too_long"
+    assert b"THE END" not in bytes(row["blob"])  # encrypted at rest
     assert app.services.audit.verify().ok
 
 

@@ -208,6 +208,8 @@ def test_privacy_forget_erases_every_value_and_keeps_the_audit_verifiable(
     _baseline_clean(services)
     thread = app.new_thread(user_id=USER)
     app.send(thread_id=thread, user_id=USER, text=SECRET_MESSAGE)
+    too_long = app.send(thread_id=thread, user_id=USER, text=SECRET_MESSAGE + " and more" * 600)
+    assert too_long.invalid and len(services.transcript.refused(thread)) == 1  # kept for the record
     app.add_feedback(thread_id=thread, user_id=USER, message_id=None, rating=1,
                      comment=f"thanks, my date of birth is {DOB} if you need it")
     api_config = {"configurable": {"thread_id": "api-thread-forget"}}
@@ -225,7 +227,7 @@ def test_privacy_forget_erases_every_value_and_keeps_the_audit_verifiable(
     for value in (CARD, CVV, SSN, DOB):
         assert not _found(everything, value), f"{value} recoverable after forget"
     with services.pool.connection() as conn:
-        for table in ("threads", "feedback", "tool_outcomes", "reviews"):
+        for table in ("threads", "feedback", "tool_outcomes", "reviews", "refused_messages"):
             left = conn.execute(
                 sql.SQL("SELECT count(*) AS n FROM {} WHERE thread_id = ANY(%s)").format(sql.Identifier(table)),
                 ([thread, "api-thread-forget"],),
