@@ -26,6 +26,7 @@ from nodes.guards.classifiers import (
 
 __all__ = ["write_artefacts"]
 
+
 def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 

@@ -91,7 +91,6 @@ class Record:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-
 def resolve_data_dir(arg: str | None) -> Path:
     """Return the corpus directory: --data-dir, else $AIRLOCK_TRAINING_DATA, else ../shared/data."""
     raw = arg or os.environ.get("AIRLOCK_TRAINING_DATA") or str(DEFAULT_DATA_DIR)

@@ -39,6 +39,7 @@ __all__ = [
     "measure_latency",
 ]
 
+
 def _word_set(text: str) -> set[str]:
     return set(re.findall(r"\w+", normalise(text)))
 

@@ -11,6 +11,7 @@ from typing import Any
 
 __all__ = ["render_markdown"]
 
+
 def _cm_md(cm: Mapping[str, Any]) -> str:
     rows = ["| true \\ action | allow | escalate | block |", "|---|---:|---:|---:|"]
     for cls in ("negative", "positive"):
