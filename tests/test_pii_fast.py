@@ -25,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nodes.guards.pii as pii
+import nodes.guards.pii_recognizers as pii_recognizers
 from evals.fuzz import SHAPES, shape_text
 from evals.pii_eval import load_records
 from graph.policy import load_policy
@@ -38,8 +39,9 @@ from nodes.guards.vault import InMemoryVault
 from tools.airline import POLICY_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
-CUES = [cue for group in (pii._NAME_PATTERNS, pii._CVV_PATTERNS, pii._EXPIRY_PATTERNS, pii._PASSPORT_PATTERNS,
-                          pii._DOB_PATTERNS) for cue in group]
+CUES = [cue for group in (pii_recognizers._NAME_PATTERNS, pii_recognizers._CVV_PATTERNS,
+                          pii_recognizers._EXPIRY_PATTERNS, pii_recognizers._PASSPORT_PATTERNS,
+                          pii_recognizers._DOB_PATTERNS) for cue in group]
 TRICKY = "ſſKıİiIsSkKµμΣσςßẞÉéÅåǅǄǆ"
 
 

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 from presidio_analyzer.nlp_engine import NerModelConfiguration
 
-from nodes.guards import pii
+from nodes.guards import pii_nlp
 from nodes.guards.base import Action, GuardContext
 from nodes.guards.pii import (
     NLP_CONFIGURATION,
@@ -122,25 +122,25 @@ def test_ner_weights_are_checked_against_their_pinned_sha256(tmp_path: Path) -> 
     (tmp_path / "ner").mkdir()
     (tmp_path / "ner" / "model").write_bytes(b"not the weights")
     with pytest.raises(PiiEngineError, match="sha256"):
-        pii._check_ner_weights(SimpleNamespace(path=tmp_path), SPACY_MODEL_FR)  # type: ignore[arg-type]
+        pii_nlp._check_ner_weights(SimpleNamespace(path=tmp_path), SPACY_MODEL_FR)  # type: ignore[arg-type]
     with pytest.raises(PiiEngineError, match="cannot read"):
-        pii._check_ner_weights(SimpleNamespace(path=tmp_path / "missing"), SPACY_MODEL)  # type: ignore[arg-type]
+        pii_nlp._check_ner_weights(SimpleNamespace(path=tmp_path / "missing"), SPACY_MODEL)  # type: ignore[arg-type]
 
 
 def test_a_missing_optional_model_falls_back_to_cues(monkeypatch: pytest.MonkeyPatch,
                                                      caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(pii, "OPTIONAL_MODELS", frozenset({"xx_not_installed_model"}))
+    monkeypatch.setattr(pii_nlp, "OPTIONAL_MODELS", frozenset({"xx_not_installed_model"}))
     config = NLP_CONFIGURATION["ner_model_configuration"]
-    engine = pii._AirlockSpacyNlpEngine(
+    engine = pii_nlp._AirlockSpacyNlpEngine(
         models=[{"lang_code": "en", "model_name": SPACY_MODEL},
                 {"lang_code": "fr", "model_name": "xx_not_installed_model"}],
         ner_model_configuration=NerModelConfiguration(**config),
     )
-    with caplog.at_level(logging.WARNING, logger=pii.log.name):
+    with caplog.at_level(logging.WARNING, logger=pii_nlp.log.name):
         engine.load()
     assert list(engine.nlp) == ["en"]  # type: ignore[arg-type]
     assert "cues and patterns only" in caplog.text
-    missing = pii._AirlockSpacyNlpEngine(
+    missing = pii_nlp._AirlockSpacyNlpEngine(
         models=[{"lang_code": "de", "model_name": "xx_required_model"}],
         ner_model_configuration=NerModelConfiguration(**config),
     )

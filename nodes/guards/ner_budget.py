@@ -3,12 +3,12 @@
 NER costs about 0.07 ms a token on one core (``en_core_web_sm``), whatever the text: an
 8,000-character answer made of capitalised words is ~2,000 tokens, all of them name
 candidates, and NER over it alone took ~140 ms. The PII layer runs NER only on windows
-around name candidates (:func:`nodes.guards.pii.ner_windows`); this module caps the tokens
+around name candidates (:func:`nodes.guards.pii_nlp.ner_windows`); this module caps the tokens
 those windows may hold per text (all chunks of a long text share one budget).
 
 Windows that do not fit are not read by NER, and not left unread either: every name
 candidate in them (a capitalised word that is not a known non-name, see
-:func:`nodes.guards.pii.ner_windows`) is taken as a PERSON. That fails safe: recall cannot
+:func:`nodes.guards.pii_nlp.ner_windows`) is taken as a PERSON. That fails safe: recall cannot
 drop, and only texts with more name candidates than the budget covers (a long list of names,
 or capitalised filler) are masked more than NER would. Normal answers stay far below the
 budget: the 8,000-character answer built from ``evals/data/bench_messages.jsonl`` has ~300
