@@ -311,10 +311,14 @@ class OutputRules:
         handoff_tool: The tool whose successful result means the customer was handed to a
             human; None: the domain has no hand-off.
         handoff_text: The answer after a hand-off (a policy escalation's notice wins).
+        handoff_failed_text: Said instead when the model announces a transfer (``handoff_text``)
+            that did not happen: the hand-off was rejected, timed out, declined or failed. The
+            result's own message (a reviewer's words) follows it.
     """
 
     handoff_tool: str | None = None
     handoff_text: str = "You are being transferred to a human agent. Please hold on."
+    handoff_failed_text: str = "The hand-off to a human agent did not go through."
 
 
 def _no_conversation_facts(texts: Sequence[str]) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, ToolMessage
@@ -22,8 +24,17 @@ __all__ = ["OutputGuard", "handoff_text", "review_note"]
 WITHHELD = "Sorry, I can't share that answer. A human agent can help if you need more."
 
 
-def _handoff(messages: list[Any], tool: str | None) -> dict[str, Any] | None:
-    """Return the review note of this turn's hand-off to a human if it happened ({} if unreviewed), else None."""
+@dataclass(frozen=True, slots=True)
+class _Handoff:
+    """This turn's hand-off: whether it happened, the reviewer's note, and the result's message."""
+
+    happened: bool
+    review: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+
+def _handoff(messages: list[Any], tool: str | None) -> _Handoff | None:
+    """Return this turn's hand-off to a human (happened or not), or None when there was none."""
     if tool is None:
         return None
     for message in reversed(messages[:-1]):  # the newest message is the answer being guarded
@@ -33,17 +44,26 @@ def _handoff(messages: list[Any], tool: str | None) -> dict[str, Any] | None:
                 status = result.get("status")
                 if status == "deduplicated":
                     status = result.get("original_status")
-                review = result.get("review")
+                review, said = result.get("review"), result.get("message")
             except (ValueError, AttributeError):
-                status, review = None, None
+                status, review, said = None, None, None
             # Only a hand-off that happened is a transfer: one a reviewer rejected (or that
             # timed out, was declined or failed) must not tell the customer to hold on.
             if status != "ok":
-                return None
-            return review if isinstance(review, dict) and review.get("decision") == "approve" else {}
+                return _Handoff(False, message=str(said or "").strip())
+            approved = isinstance(review, dict) and review.get("decision") == "approve"
+            return _Handoff(True, review=dict(review) if approved else {})
         if isinstance(message, AIMessage) and not message.tool_calls:
             return None
     return None
+
+
+def _claim_pattern(text: str) -> re.Pattern[str] | None:
+    """Compile the hand-off text's sentences into one pattern: any case, any spacing."""
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+    if not sentences:
+        return None
+    return re.compile("|".join(r"\s+".join(map(re.escape, s.split())) for s in sentences), re.IGNORECASE)
 
 
 def handoff_text(review: dict[str, Any], fixed: str) -> str:
@@ -102,6 +122,7 @@ class OutputGuard:
     ) -> None:
         self._pipeline, self._audit, self._vault_for = pipeline, audit, vault_for
         self._rules = rules
+        self._claim = _claim_pattern(rules.handoff_text)  # compiled once, at start-up
 
     def __call__(
         self, state: AirlockState, config: RunnableConfig, runtime: Runtime[AirlockContext]
@@ -117,8 +138,15 @@ class OutputGuard:
         decisions: list[dict[str, Any]] = []
         # The transfer protocol is enforced by code, not left to the model.
         handoff = _handoff(messages, self._rules.handoff_tool)
-        if handoff is not None and text != handoff_text(handoff, self._rules.handoff_text):
-            text = handoff_text(handoff, self._rules.handoff_text)
+        if handoff is not None and handoff.happened and text != handoff_text(handoff.review, self._rules.handoff_text):
+            text = handoff_text(handoff.review, self._rules.handoff_text)
+            decisions.append({"stage": "output", "layer": "transfer_protocol", "action": "modify"})
+        elif handoff is not None and not handoff.happened and self._claim is not None and self._claim.search(text):
+            # The model announced a transfer that did not happen: code says what did.
+            rest = re.sub(r"^[\s.!?,;:]+", "", self._claim.sub("", text)).strip()
+            said = handoff.message if handoff.message and handoff.message not in rest else ""
+            text = "\n\n".join(part for part in (" ".join(filter(None, (self._rules.handoff_failed_text, said))),
+                                                  rest) if part)
             decisions.append({"stage": "output", "layer": "transfer_protocol", "action": "modify"})
         # A reviewer's edit and comment reach the customer in code's words, whatever the model said.
         notes = [review_note(r) for r in _review_edits(messages)]

@@ -191,11 +191,18 @@ def _short_timeout_policy(tmp_path: Path) -> Path:
     return path
 
 
+def _claims_a_transfer(messages):
+    """A model that tells the customer they are being transferred, whatever the hand-off's result."""
+    if isinstance(messages[-1], HumanMessage):
+        return _transfer()
+    return AIMessage(content="You are being transferred to a human agent. PLEASE HOLD ON. Thank you!")
+
+
 def test_timed_out_review_takes_its_timeout_action_once_with_two_sweepers(database_url, tmp_path):
     policy = _short_timeout_policy(tmp_path)
     services = make_services(database_url, policy=policy)
     try:
-        app, _ = make_app(services, model=ScriptedChatModel(script=[_reactive] * 20))
+        app, _ = make_app(services, model=ScriptedChatModel(script=[_claims_a_transfer] * 20))
         threads = [app.new_thread(user_id=USER) for _ in range(3)]
         for thread in threads:
             app.send(thread_id=thread, user_id=USER, text="Please transfer me to a human agent")
@@ -205,7 +212,7 @@ def test_timed_out_review_takes_its_timeout_action_once_with_two_sweepers(databa
                          (threads,))
         other = make_services(database_url, policy=policy)
         try:
-            app2, _ = make_app(other, model=ScriptedChatModel(script=[_reactive] * 20))
+            app2, _ = make_app(other, model=ScriptedChatModel(script=[_claims_a_transfer] * 20))
             with ThreadPoolExecutor(max_workers=2) as pool:
                 counts = list(pool.map(lambda a: a.sweep_expired(), [app, app2]))
         finally:
@@ -216,6 +223,10 @@ def test_timed_out_review_takes_its_timeout_action_once_with_two_sweepers(databa
             assert row["status"] == "expired" and row["reviewer"] == "system:timeout"
             assert audit_types(services, thread).count("escalation.expired") == 1
             assert tool_payloads(app.messages(thread))[-1]["status"] == "rejected_by_reviewer"
+            # What the customer reads: no transfer, whatever the model wrote, and why.
+            told = app.view(thread_id=thread, user_id=USER).reply
+            assert "transferred" not in told.lower() and "hold on" not in told.lower(), told
+            assert "Thank you!" in told and "did not go through" in told, told
         assert app.sweep_expired() == 0
     finally:
         services.close()
