@@ -554,23 +554,73 @@ def prepare_database(
         owner.close()
 
 
-def _make_checkpoint_tables(pool: Any, attempts: int = 5) -> None:
+def _make_checkpoint_tables(pool: Any) -> None:
     """Run LangGraph's checkpoint migrations unless done; safe from several processes at once.
 
-    Two processes starting on a new database both run the setup, and one of them meets the
-    other's row or table (a unique violation): it reads the version again and goes on. Not a
-    lock: the setup builds indexes CONCURRENTLY, which waits for every open snapshot, including
-    one waiting on such a lock, so a lock would deadlock the two processes.
+    Processes starting together on a new database all run the setup, one migration at a time.
+    One that meets another's row or table (a unique violation), or is chosen as the victim of a
+    deadlock between two index builds (the setup builds indexes CONCURRENTLY, which waits for
+    every open snapshot), lost to a process that is making progress: it reads the version again
+    and goes on from there. Not a lock: a process waiting on it holds a snapshot, which the
+    other's index build waits for, so a lock would deadlock them for certain. Each failure
+    means another process applied a migration, so the attempts are bounded by the migrations.
     """
+    target = len(PostgresSaver.MIGRATIONS) - 1
+    attempts = 2 * len(PostgresSaver.MIGRATIONS) + 2
     for attempt in range(attempts):
-        if _checkpoint_version(pool) >= len(PostgresSaver.MIGRATIONS) - 1:
-            return
+        if _checkpoint_version(pool) >= target:
+            break
         try:
             PostgresSaver(pool).setup()
-            return
-        except psycopg.errors.UniqueViolation:
+            break
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject, psycopg.errors.DuplicateTable,
+                psycopg.errors.DeadlockDetected):
             if attempt == attempts - 1:
                 raise
+    _rebuild_invalid_checkpoint_indexes(pool)
+
+
+_INVALID_CHECKPOINT_INDEXES = (
+    "SELECT ci.relname AS name, pg_get_indexdef(i.indexrelid) AS definition"
+    "  FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid"
+    "  JOIN pg_class ct ON ct.oid = i.indrelid JOIN pg_namespace n ON n.oid = ct.relnamespace"
+    " WHERE n.nspname = current_schema() AND ct.relname IN ('checkpoints', 'checkpoint_blobs', 'checkpoint_writes')"
+    "   AND NOT i.indisvalid"
+    "   AND i.indexrelid NOT IN (SELECT index_relid FROM pg_stat_progress_create_index)"  # not being built
+)
+
+
+def _rebuild_invalid_checkpoint_indexes(pool: Any, rounds: int = 5) -> None:
+    """Rebuild a checkpoint index left invalid by an index build that lost a deadlock.
+
+    ``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` skips an index that exists, valid or not, so a
+    cancelled build would otherwise leave the table without its index for good (every lookup
+    of a thread a scan). One process repairs (a try-lock: the others never wait on it, see
+    ``_make_checkpoint_tables``), never an index another process is still building; a repair
+    that loses a deadlock in turn is tried again.
+    """
+    key = "SELECT hashtext('airlock:checkpoint-indexes') AS k"
+    with pool.connection() as conn:
+        k = conn.execute(key).fetchone()["k"]
+        if not conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (k,)).fetchone()["got"]:
+            return  # another process is repairing them
+        try:
+            for _ in range(rounds):
+                broken = [(str(r["name"]), str(r["definition"])) for r in conn.execute(_INVALID_CHECKPOINT_INDEXES)]
+                if not broken:
+                    return
+                try:  # the pool's connections are autocommit, as the CONCURRENTLY forms need
+                    for name, definition in broken:
+                        conn.execute(psycopg.sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+                            psycopg.sql.Identifier(name)))
+                        conn.execute(re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX CONCURRENTLY IF NOT EXISTS ",
+                                            definition))
+                except psycopg.errors.DeadlockDetected:
+                    continue
+            log.warning("checkpoint indexes still invalid after %d rebuilds: %s", rounds,
+                        ", ".join(name for name, _ in broken))
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (k,))
 
 
 def _checkpoint_version(pool: Any) -> int:

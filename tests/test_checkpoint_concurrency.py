@@ -11,12 +11,14 @@ deadline turns the hang into a failure).
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import pytest
 from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg_pool import ConnectionPool
@@ -173,3 +175,43 @@ def test_pool_sizes_come_from_the_environment() -> None:
     assert AirlockSettings.from_env({}).checkpoint_pool_size == 4
     with pytest.raises(ValueError, match="AIRLOCK_POOL_MAX_SIZE"):
         AirlockSettings.from_env({"AIRLOCK_POOL_MAX_SIZE": "0"})
+
+
+def test_processes_starting_together_on_a_new_database_all_create_the_checkpoint_tables(server_url: str) -> None:
+    """Several starts at once on a database without checkpoint tables all succeed (CI saw a deadlock).
+
+    LangGraph's setup builds its indexes CONCURRENTLY; two setups at once can deadlock (one
+    waits for the other's table lock while the other waits for its snapshot) or meet each
+    other's rows. Every start must still come up, with the tables made once.
+    """
+    from graph.runtime import _checkpoint_version, _make_checkpoint_tables
+    from tests.conftest import _admin, _with_db
+
+    starts = 4
+    for round_ in range(3):
+        name = f"airlock_ckpt_setup_{uuid.uuid4().hex[:8]}"
+        with _admin(server_url) as conn:
+            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+        pools = [open_pool(_with_db(server_url, name), max_size=2) for _ in range(starts)]
+        try:
+            barrier = threading.Barrier(starts, timeout=DEADLINE_S)
+
+            def start(pool: ConnectionPool, barrier: threading.Barrier = barrier) -> int:
+                barrier.wait()
+                _make_checkpoint_tables(pool)
+                return _checkpoint_version(pool)
+
+            with ThreadPoolExecutor(max_workers=starts) as workers:
+                versions = list(workers.map(start, pools))
+            assert versions == [len(PostgresSaver.MIGRATIONS) - 1] * starts, (round_, versions)
+            with pools[0].connection() as conn:
+                invalid = conn.execute(
+                    "SELECT count(*) AS n FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+                    " WHERE c.relname LIKE 'checkpoint%%' AND NOT i.indisvalid").fetchone()
+            assert invalid is not None and invalid["n"] == 0, round_
+        finally:
+            for pool in pools:
+                pool.close()
+            with _admin(server_url) as conn:
+                conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    psycopg.sql.Identifier(name)))
