@@ -617,7 +617,10 @@ def _rebuild_invalid_checkpoint_indexes(pool: Any, rounds: int = 5) -> None:
                                             definition))
                 except psycopg.errors.DeadlockDetected:
                     continue
-            log.warning("checkpoint indexes still invalid after %d rebuilds: %s", rounds,
+                except psycopg.errors.InsufficientPrivilege:
+                    break  # a login that does not own the tables: say so, and start
+            log.warning("checkpoint indexes left invalid (lookups scan the table): %s; drop them"
+                        " (DROP INDEX CONCURRENTLY) and start once as the tables' owner to rebuild them",
                         ", ".join(name for name, _ in broken))
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (k,))
