@@ -57,9 +57,14 @@ def test_a_reviewers_edit_reaches_the_customer_with_the_figures_used(
     before = review["payload"]["action_requests"][0]["args"]["total_baggages"]
 
     reviewer_ctx, reviewer = reviewer_on_case(browser, server, review["review_id"])
-    # The reviewer sends only what changes; the rest of the call stays as it was.
-    reviewer.locator("#case-edit-args .cm-content").fill(
-        json.dumps({"total_baggages": before - 38, "nonfree_baggages": 2}))
+    # The reviewer sends only what changes; the rest of the call stays as it was. The editor
+    # first shows the case's arguments (an update of its own, after the case details): typing
+    # before it arrives would be merged with it.
+    editor = reviewer.locator("#case-edit-args .cm-content")
+    expect(editor).to_contain_text('"reservation_id"')
+    edit = json.dumps({"total_baggages": before - 38, "nonfree_baggages": 2})
+    editor.fill(edit)
+    expect(editor).to_have_text(edit)
     reviewer.locator("#case-comment textarea").fill("Two paid bags is the most we can add today.")
     reviewer.locator("#edit-btn").click()
     expect(reviewer.locator("#decide-result")).to_contain_text("Edited and approved")
