@@ -480,34 +480,23 @@ def _cabin(text: str) -> str | None:
     return "basic_economy" if word.startswith("basic") else word
 
 
+def _first_label(lower: str, ladder: tuple[tuple[re.Pattern[str], str], ...]) -> str | None:
+    """Return the label of the first pattern in ``ladder`` found in ``lower`` (order is priority)."""
+    return next((label for pattern, label in ladder if pattern.search(lower)), None)
+
+
 def _reason(lower: str) -> str | None:
-    if _REASON_AIRLINE.search(lower):
-        return "airline cancelled flight"
-    if _REASON_HEALTH.search(lower):
-        return "health"
-    if _REASON_WEATHER.search(lower):
-        return "weather"
-    if _REASON_PLAN.search(lower):
-        return "change of plan"
-    if _REASON_OTHER.search(lower):
-        return "other"
-    return None
+    return _first_label(lower, (
+        (_REASON_AIRLINE, "airline cancelled flight"), (_REASON_HEALTH, "health"),
+        (_REASON_WEATHER, "weather"), (_REASON_PLAN, "change of plan"), (_REASON_OTHER, "other"),
+    ))
 
 
 def _policy_topic(lower: str) -> str | None:
-    if _TOPIC_INSURANCE.search(lower):
-        return "insurance"
-    if _TOPIC_COMPENSATION.search(lower):
-        return "compensation"
-    if _TOPIC_BAGS.search(lower):
-        return "baggage"
-    if _TOPIC_CANCEL.search(lower):
-        return "cancellation"
-    if _TOPIC_CHANGE.search(lower):
-        return "change"
-    if _TOPIC_GENERIC.search(lower):
-        return "overview"
-    return None
+    return _first_label(lower, (
+        (_TOPIC_INSURANCE, "insurance"), (_TOPIC_COMPENSATION, "compensation"), (_TOPIC_BAGS, "baggage"),
+        (_TOPIC_CANCEL, "cancellation"), (_TOPIC_CHANGE, "change"), (_TOPIC_GENERIC, "overview"),
+    ))
 
 
 def _classify(lower: str, parsed: _Parsed) -> tuple[Intent | None, str | None]:

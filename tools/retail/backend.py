@@ -545,10 +545,7 @@ class RetailBackend:
             if "pending" not in str(order.get("status")):
                 raise ToolError("Non-pending order cannot be modified")
             user_id = str(order["user_id"])
-            methods = _methods(cur, user_id, lock=True)
-            new = methods.get(payment_method_id)
-            if new is None:
-                raise ToolError("Payment method not found")
+            methods, new = _locked_method(cur, user_id, payment_method_id)
             history = order.setdefault("payment_history", [])
             if len(history) != 1 or history[0].get("transaction_type") != "payment":
                 raise ToolError("There should be exactly one payment for a pending order")
@@ -602,10 +599,7 @@ class RetailBackend:
                 raise ToolError("Non-pending order cannot be modified")
             changes, diff = _checked_changes(cur, order, item_ids, new_item_ids)
             user_id = str(order["user_id"])
-            methods = _methods(cur, user_id, lock=True)
-            method = methods.get(payment_method_id)
-            if method is None:
-                raise ToolError("Payment method not found")
+            methods, method = _locked_method(cur, user_id, payment_method_id)
             if method["source"] == "gift_card" and money(method["balance"]) < diff:
                 raise ToolError("Insufficient gift card balance to pay for the new item")
             before = _copy(order)
@@ -684,10 +678,7 @@ class RetailBackend:
             if order.get("status") != "delivered":
                 raise ToolError("Non-delivered order cannot be returned")
             user_id = str(order["user_id"])
-            methods = _methods(cur, user_id, lock=True)
-            method = methods.get(payment_method_id)
-            if method is None:
-                raise ToolError("Payment method not found")
+            methods, method = _locked_method(cur, user_id, payment_method_id)
             if method["source"] != "gift_card" and payment_method_id != original_method(order):
                 raise ToolError("Payment method should be the original payment method")
             if not items_present(order, item_ids):
@@ -729,10 +720,7 @@ class RetailBackend:
                 raise ToolError("Non-delivered order cannot be exchanged")
             _, diff = _checked_changes(cur, order, item_ids, new_item_ids)
             user_id = str(order["user_id"])
-            methods = _methods(cur, user_id, lock=True)
-            method = methods.get(payment_method_id)
-            if method is None:
-                raise ToolError("Payment method not found")
+            methods, method = _locked_method(cur, user_id, payment_method_id)
             if method["source"] == "gift_card" and money(method["balance"]) < diff:
                 raise ToolError("Insufficient gift card balance to pay for the price difference")
             before = _copy(order)
@@ -854,6 +842,17 @@ def _methods(cur: Cursor[DictRow], user_id: str, *, lock: bool = False) -> dict[
         (user_id,),
     )
     return {r["payment_method_id"]: dict(r) for r in cur.fetchall()}
+
+
+def _locked_method(
+    cur: Cursor[DictRow], user_id: str, payment_method_id: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Lock the customer's payment methods; return them and the one named (ToolError if unknown)."""
+    methods = _methods(cur, user_id, lock=True)
+    method = methods.get(payment_method_id)
+    if method is None:
+        raise ToolError("Payment method not found")
+    return methods, method
 
 
 def _user(cur: Cursor[DictRow], user_id: str, *, lock: bool = False) -> dict[str, Any] | None:
