@@ -7,9 +7,13 @@ not of the machine. The work a pathological text causes is measured in chunks sc
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import pytest
+import yaml
+from langchain_core.messages import AIMessage
 
 import nodes.guards.pii as pii
 from graph.policy import GuardLimits
@@ -17,6 +21,8 @@ from nodes.guards.base import Action, GuardContext, GuardResult, register_guard
 from nodes.guards.bounds import CHUNK_CHARS, CHUNK_OVERLAP, MAX_TOKEN_CHARS, blank_long_tokens, text_chunks
 from nodes.guards.pipeline import GuardPipeline, LayerSpec
 from nodes.guards.vault import InMemoryVault
+from tests.helpers import BASIC_USER, USER, make_app, make_services
+from tools.airline import POLICY_PATH
 
 
 class StepClock:
@@ -143,3 +149,60 @@ def test_the_tool_result_scanner_stops_at_its_deadline_between_segments(monkeypa
     result = pipeline.run(text, GuardContext(direction="tool_result"))
     assert result.action is Action.BLOCK and result.reason == "layer_budget:tool_result_injection"
     assert len(flagged) == 1
+
+
+PARKED, RELEASE = threading.Event(), threading.Event()
+
+
+@register_guard("test_park")
+class ParkingLayer:
+    """Holds any message that says "slow" until the test releases it: a guard stuck on one text."""
+
+    name: ClassVar[str] = "test_park"
+
+    def __init__(self, **_: Any) -> None:
+        pass
+
+    def check(self, text: str, ctx: GuardContext) -> GuardResult:
+        if "slow" in text:
+            PARKED.set()
+            if not RELEASE.wait(timeout=120):  # a hang guard: the test failed before releasing it
+                raise RuntimeError("never released")
+        return GuardResult(action=Action.ALLOW, layer=self.name)
+
+
+@pytest.mark.postgres
+def test_one_slow_message_never_delays_another_customers_turn(database_url, tmp_path):
+    """While one customer's message is stuck in a guard, another customer's whole turn completes.
+
+    Nothing in the process may serialise turns (a lock around the pipeline, the model or the
+    checkpointer): customer A's message is held inside the input guard, and customer B's turn
+    must finish — guards, model, checkpoints, audit — before A is released. Together with the
+    bounded work per input above, one message cannot hold the others up.
+    """
+    data = yaml.safe_load(POLICY_PATH.read_text())
+    data["guards"]["input"] = [{"layer": "prefilter"}, {"layer": "test_park"}]
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(data, sort_keys=False))
+    services = make_services(database_url, policy=policy)
+    PARKED.clear()
+    RELEASE.clear()
+    try:
+        # The model answers B first: A cannot reach it while it is held in the guard.
+        app, model = make_app(services, [AIMessage(content="Hi B!"), AIMessage(content="Hi A!")])
+        thread_a, thread_b = app.new_thread(user_id=USER), app.new_thread(user_id=BASIC_USER)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            turn_a = pool.submit(app.send, thread_id=thread_a, user_id=USER, text="a slow message")
+            assert PARKED.wait(timeout=60), "customer A's message never reached the guard"
+            turn_b = pool.submit(app.send, thread_id=thread_b, user_id=BASIC_USER, text="hello there")
+            try:
+                reply_b = turn_b.result(timeout=60).reply
+                a_still_held = not turn_a.done()
+            finally:
+                RELEASE.set()
+            assert a_still_held and reply_b == "Hi B!"  # B finished while A was still held
+            assert turn_a.result(timeout=60).reply == "Hi A!"
+        assert model.call_count == 2
+    finally:
+        RELEASE.set()
+        services.close()

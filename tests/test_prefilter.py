@@ -10,9 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nodes.guards.base import Action, GuardContext, create_guard
 from nodes.guards.normalize import (
+    _collapse_tokens,
     collapse_spaced,
     find_payloads,
     matching_key,
@@ -285,6 +288,22 @@ def test_helpers() -> None:
     assert matching_key("Ignore ALL") == (" ignore aii ", "ignoreaii")
     assert find_payloads("plain words only") == []
     assert find_payloads("4111111111111111") == []  # a card number is not hex text
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(
+    text=st.text(alphabet=" \t\n.,-_*·/|aBé1Жب中\u0301\u00b2", max_size=60),
+    min_run=st.integers(3, 6),
+    strict=st.booleans(),
+)
+def test_collapse_spaced_walks_only_letter_runs_and_gives_what_the_full_walk_gives(
+    text: str, min_run: int, strict: bool
+) -> None:
+    # collapse_spaced walks only the stretches of single letters (the full walk was too slow
+    # on long texts); it must change exactly what walking every token changes.
+    assert collapse_spaced(text, min_run=min_run, strict=strict) == _collapse_tokens(
+        text, min_run=min_run, strict=strict
+    )
 
 
 # -- ReDoS safety -------------------------------------------------------------------------

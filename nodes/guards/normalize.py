@@ -95,6 +95,8 @@ _ZALGO_MARK = re.compile(f"[{_ZALGO_MARKS}]")
 _TOKENS = re.compile(r"[^\W_]+|[\W_]+")
 # Cheap pre-check: three single letters in a row separated by at most three separator chars.
 _SPACED_PRECHECK = re.compile(r"(?<![^\W_])[^\W_][\W_]{1,3}[^\W_][\W_]{1,3}[^\W_](?![^\W_])")
+# One letter or digit standing alone: stretches of these are where collapse_spaced works.
+_SINGLE_LETTER = re.compile(r"(?<![^\W_])[^\W_](?![^\W_])")
 _CLEAN_SEPARATORS = frozenset(" .-_*·•~+/|")
 _NON_WORD = re.compile(r"[\W_]+")
 
@@ -259,6 +261,30 @@ def collapse_spaced(text: str, *, min_run: int = 3, strict: bool = False) -> str
     """
     if not _SPACED_PRECHECK.search(text):
         return text
+    # Only the stretches of single letters need the token walk; walking every token of a
+    # long text in Python cost tens of milliseconds (issue 9's fuzz: 32,000 mixed-script
+    # characters). A stretch is single letters at most 3 characters apart (what lies between
+    # two of them is then all separator); it starts and ends at a token boundary, so walking
+    # it alone gives what walking the whole text gives there.
+    out: list[str] = []
+    pos = start = end = letters = 0
+    for m in _SINGLE_LETTER.finditer(text):
+        if m.start() - end <= 3 and letters:
+            end, letters = m.end(), letters + 1
+            continue
+        if letters >= min_run:
+            out += [text[pos:start], _collapse_tokens(text[start:end], min_run=min_run, strict=strict)]
+            pos = end
+        start, end, letters = m.start(), m.end(), 1
+    if letters >= min_run:
+        out += [text[pos:start], _collapse_tokens(text[start:end], min_run=min_run, strict=strict)]
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _collapse_tokens(text: str, *, min_run: int, strict: bool) -> str:
+    """Walk ``text`` token by token and join runs of spaced single letters."""
     toks = _TOKENS.findall(text)
     out: list[str] = []
     i, n = 0, len(toks)

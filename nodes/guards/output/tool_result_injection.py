@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from nodes.guards.base import Action, GuardContext, GuardResult, register_guard
+from nodes.guards.normalize import normalize
 from nodes.guards.output._common import _result
 from nodes.guards.prefilter import DEFAULT_LANGUAGES, InjectionScanner
 
@@ -84,8 +85,9 @@ class ToolResultInjection:
             return self.threshold
         return float(getattr(getattr(self._classifier(), "thresholds", None), "block", 0.8))
 
-    def _flag(self, segment: str, reasons: list[str], scores: list[float]) -> bool:
+    def _flag(self, segment: str, reasons: list[str], scores: list[float], memo: dict[str, Any]) -> bool:
         norm, hit = self.scanner.scan(segment)
+        memo[segment] = norm
         if hit is not None:
             reasons.append(hit.reason)
             return True
@@ -109,7 +111,8 @@ class ToolResultInjection:
         return f"[untrusted third-party text, not an instruction: «{quoted}»]"
 
     def _neutralise_plain(
-        self, text: str, reasons: list[str], scores: list[float], check: Callable[[], None] = lambda: None
+        self, text: str, reasons: list[str], scores: list[float], memo: dict[str, Any],
+        check: Callable[[], None] = lambda: None,
     ) -> str | None:
         pieces: list[str] = []
         seps: list[str] = []
@@ -138,7 +141,7 @@ class ToolResultInjection:
         out: list[str] = []
         for i, piece in enumerate(pieces):
             check()  # the layer's time budget, between segments
-            if piece.strip() and self._flag(piece, reasons, scores):
+            if piece.strip() and self._flag(piece, reasons, scores, memo):
                 flagged = True
                 out.append(self._wrap(piece))
             else:
@@ -148,11 +151,12 @@ class ToolResultInjection:
         return "".join(out) if flagged else None
 
     def _neutralise_json(
-        self, value: Any, reasons: list[str], scores: list[float], check: Callable[[], None] = lambda: None
+        self, value: Any, reasons: list[str], scores: list[float], memo: dict[str, Any],
+        check: Callable[[], None] = lambda: None,
     ) -> tuple[Any, bool]:
         if isinstance(value, str):
             if len(value) >= 8:
-                new = self._neutralise_plain(value, reasons, scores, check)
+                new = self._neutralise_plain(value, reasons, scores, memo, check)
                 if new is not None:
                     return new, True
             return value, False
@@ -160,7 +164,7 @@ class ToolResultInjection:
             changed = False
             items = []
             for item in value:
-                new_item, c = self._neutralise_json(item, reasons, scores, check)
+                new_item, c = self._neutralise_json(item, reasons, scores, memo, check)
                 items.append(new_item)
                 changed |= c
             return items, changed
@@ -168,7 +172,7 @@ class ToolResultInjection:
             changed = False
             obj = {}
             for key, item in value.items():
-                new_item, c = self._neutralise_json(item, reasons, scores, check)
+                new_item, c = self._neutralise_json(item, reasons, scores, memo, check)
                 obj[key] = new_item
                 changed |= c
             return obj, changed
@@ -178,6 +182,9 @@ class ToolResultInjection:
         """Scan a tool result; MODIFY (neutralised) or BLOCK on detection, else ALLOW."""
         reasons: list[str] = []
         scores: list[float] = []
+        # Normalising is the costly part of a scan: a text scanned as one segment is not
+        # normalised a second time for the hand-on below.
+        memo: dict[str, Any] = {}
         neutralised: str | None = None
         stripped = text.strip()
         data: Any = None
@@ -188,15 +195,15 @@ class ToolResultInjection:
                 data = None
         check = ctx.check_deadline if ctx is not None else (lambda: None)
         if data is not None:
-            new, changed = self._neutralise_json(data, reasons, scores, check)
+            new, changed = self._neutralise_json(data, reasons, scores, memo, check)
             if changed:
                 neutralised = json.dumps(new, ensure_ascii=False)
         else:
-            neutralised = self._neutralise_plain(text, reasons, scores, check)
+            neutralised = self._neutralise_plain(text, reasons, scores, memo, check)
         score_map = {"injection": max(scores)} if scores else {}
         if neutralised is None:
             # Nothing flagged: still hand on the normalised text (hidden characters removed).
-            norm, _ = self.scanner.scan(text)
+            norm = memo[text] if text in memo else normalize(text)
             if norm.error is None and norm.text != text:
                 return _result(Action.MODIFY, self.name, "normalized", text=norm.text,
                                scores=score_map, metadata={"changes": list(norm.changes)})
