@@ -410,11 +410,17 @@ COLUMNS = (("mode", "mode"), ("sessions", "sessions"), ("saver", "saver"), ("tur
 
 def markdown(results: dict[str, Any]) -> str:
     """Return the report as a Markdown table."""
+    modes = {row["mode"] for row in results["rows"]}
+    loops = []
+    if "closed" in modes:
+        loops.append("closed loop: each session sends its next message when the answer arrives")
+    if "open" in modes:
+        loops.append(f"open loop: one message every {results['think']:g} s per session")
     lines = [
         "# `airlock bench load`",
         "",
-        f"{results['processes']} process(es), {results['seconds']:g} s per row, open loop: one message every "
-        f"{results['think']:g} s per session; a new thread every {results['turns_per_thread']} turns; offline "
+        f"{results['processes']} process(es), {results['seconds']:g} s per row, {'; '.join(loops)}; "
+        f"a new thread every {results['turns_per_thread']} turns; offline "
         f"planner; Postgres {results['database']}; app pool {results['pool_max_size']}, checkpoint pool "
         f"{results['checkpoint_pool_size']}; {results['cpus']} CPUs, load average {results['load_average'][0]} "
         f"before and {results['load_average'][1]} after (the machine is shared: compare rows of one run). "

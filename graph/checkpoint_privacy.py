@@ -200,7 +200,11 @@ class PrivatePostgresSaver(_Scrubbing, PostgresSaver):
         """Save a checkpoint whose customer text is masked."""
         if self.scrubber is not None:
             thread_id = str(config["configurable"]["thread_id"])
-            values = {k: self.scrubber.value(thread_id, v) for k, v in checkpoint["channel_values"].items()}
+            # The base class stores a channel's value as a blob only when the channel has a new
+            # version, and inlines plain strings every time: an unchanged message list (most
+            # steps of a turn) is not written, so it need not be walked again.
+            values = {k: self.scrubber.value(thread_id, v) if k in new_versions or isinstance(v, str) else v
+                      for k, v in checkpoint["channel_values"].items()}
             checkpoint = {**checkpoint, "channel_values": values}
         return super().put(config, checkpoint, metadata, new_versions)
 
@@ -227,7 +231,8 @@ class AsyncPrivatePostgresSaver(_Scrubbing, AsyncPostgresSaver):
     def _dump_blobs(self, thread_id: str, checkpoint_ns: str, values: dict[str, Any],
                     versions: ChannelVersions) -> Any:
         if self.scrubber is not None:
-            values = {k: self.scrubber.value(thread_id, v) for k, v in values.items()}
+            # Only the channels with a new version are dumped (see ``PrivatePostgresSaver.put``).
+            values = {k: self.scrubber.value(thread_id, v) for k, v in values.items() if k in versions}
         return super()._dump_blobs(thread_id, checkpoint_ns, values, versions)
 
     def _dump_writes(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str, task_id: str,

@@ -55,6 +55,9 @@ def test_bench_load_reports_every_field_for_old_and_new_closed_and_open(database
             assert row["lock_wait_ms_per_turn"] == 0  # the new checkpointer has no lock to wait for
     text = md.read_text()
     assert "| closed | 2 | old |" in text and "| open | 1 | new |" in text
+    assert "closed loop: each session" in text and "open loop: one message every 0.5 s" in text
+    closed_only = bench_load.markdown({**results, "rows": [r for r in results["rows"] if r["mode"] == "closed"]})
+    assert "closed loop" in closed_only and "open loop" not in closed_only
 
 
 def test_bench_load_splits_sessions_over_processes(database: str, tmp_path: Path) -> None:
