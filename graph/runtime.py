@@ -67,6 +67,11 @@ class AirlockSettings:
             (``AIRLOCK_CHECKPOINT_POOL_SIZE``, 1 to 1000): how many checkpoint reads and writes
             of this process run at once (turns of different threads no longer wait on one
             lock; see ``graph.checkpoint_privacy``). The LangGraph server's pool uses it too.
+        pool_timeout: Seconds a caller queues for a connection of either pool before the call
+            fails with ``PoolTimeout`` (``AIRLOCK_POOL_TIMEOUT``, above 0; default 120). Nothing
+            is lost when it fires: a paused thread stays paused and a write not started is not
+            run. Raise it where bursts on one row (many confirmations of one reservation) may
+            queue longer.
         audit_anchors_path: The append-only file of signed audit anchors; None:
             ``<data_dir>/audit-anchors.jsonl``.
         audit_anchor_every: Anchor the audit chain's head every this many events (0: never).
@@ -82,6 +87,7 @@ class AirlockSettings:
     model_provider: str | None = None
     pool_max_size: int = 16
     checkpoint_pool_size: int = 4
+    pool_timeout: float = 120.0
     audit_anchors_path: Path | None = None
     audit_anchor_every: int = 100
     audit_anchor_interval: float = 60.0
@@ -95,6 +101,8 @@ class AirlockSettings:
             raise ValueError(f"AIRLOCK_POOL_MAX_SIZE must be between 1 and {MAX_POOL_SIZE}")
         if not 1 <= self.checkpoint_pool_size <= MAX_POOL_SIZE:
             raise ValueError(f"AIRLOCK_CHECKPOINT_POOL_SIZE must be between 1 and {MAX_POOL_SIZE}")
+        if not self.pool_timeout > 0:
+            raise ValueError("AIRLOCK_POOL_TIMEOUT must be a number of seconds above 0")
 
     @property
     def anchors_file(self) -> Path:
@@ -117,6 +125,7 @@ class AirlockSettings:
             values["audit_anchors_path"] = Path(env["AIRLOCK_AUDIT_ANCHORS"])
         for name, attr, kind in (("AIRLOCK_POOL_MAX_SIZE", "pool_max_size", int),
                                  ("AIRLOCK_CHECKPOINT_POOL_SIZE", "checkpoint_pool_size", int),
+                                 ("AIRLOCK_POOL_TIMEOUT", "pool_timeout", float),
                                  ("AIRLOCK_AUDIT_ANCHOR_EVERY", "audit_anchor_every", int),
                                  ("AIRLOCK_AUDIT_ANCHOR_INTERVAL", "audit_anchor_interval", float)):
             if env.get(name):
@@ -368,6 +377,7 @@ class AirlockServices:
                 if self._database_url is not None:
                     pool = self._checkpoint_pool = open_pool(
                         self._database_url, max_size=self.settings.checkpoint_pool_size, role=APP_ROLE,
+                        checkout_timeout=self.settings.pool_timeout,
                     )
                 saver = PrivatePostgresSaver(
                     pool, serde=checkpoint_serde(self.settings.data_dir), scrubber=self.checkpoint_scrubber(),
@@ -424,7 +434,7 @@ class AirlockServices:
         # The settings already read DATABASE_URL; None here means the embedded server.
         url = resolve_database_url(settings.database_url, environ={}, data_dir=settings.data_dir)
         prepare_database(url, plugin=plugin)
-        pool = open_pool(url, max_size=settings.pool_max_size, role=APP_ROLE)
+        pool = open_pool(url, max_size=settings.pool_max_size, role=APP_ROLE, checkout_timeout=settings.pool_timeout)
         scheduler: AnchorScheduler | None = None
         try:
             domain = domain_factory(pool=pool) if domain_factory is not None else plugin.build(pool)

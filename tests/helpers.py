@@ -46,8 +46,10 @@ def summarise(messages: Sequence[BaseMessage]) -> AIMessage:
     return AIMessage(content=f"Result: {last.content}")
 
 
-def make_services(database_url: str, *, policy: Path | None = None, **kw: Any) -> AirlockServices:
-    settings = AirlockSettings(database_url=database_url, policy_path=policy, model_provider="offline")
+def make_services(database_url: str, *, policy: Path | None = None, pool_timeout: float = 120.0,
+                  **kw: Any) -> AirlockServices:
+    settings = AirlockSettings(database_url=database_url, policy_path=policy, model_provider="offline",
+                               pool_timeout=pool_timeout)
     return AirlockServices.start(settings, **kw)
 
 

@@ -25,7 +25,7 @@ from psycopg_pool import ConnectionPool
 
 from graph.checkpoint_privacy import CheckpointScrubber, PrivatePostgresSaver
 from graph.db import connect_kwargs, open_pool
-from graph.runtime import AirlockSettings
+from graph.runtime import AirlockServices, AirlockSettings
 from graph.service import AirlockApp
 from tests.helpers import USER, make_services
 
@@ -175,6 +175,25 @@ def test_pool_sizes_come_from_the_environment() -> None:
     assert AirlockSettings.from_env({}).checkpoint_pool_size == 4
     with pytest.raises(ValueError, match="AIRLOCK_POOL_MAX_SIZE"):
         AirlockSettings.from_env({"AIRLOCK_POOL_MAX_SIZE": "0"})
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_pool_timeout_is_validated(value: str) -> None:
+    with pytest.raises(ValueError, match="AIRLOCK_POOL_TIMEOUT"):
+        AirlockSettings.from_env({"AIRLOCK_POOL_TIMEOUT": value})
+
+
+def test_both_pools_queue_callers_for_the_configured_time(database_url: str) -> None:
+    assert AirlockSettings.from_env({}).pool_timeout == 120
+    settings = AirlockSettings.from_env({"AIRLOCK_POOL_TIMEOUT": "7.5"}, database_url=database_url,
+                                        model_provider="offline")
+    services = AirlockServices.start(settings)
+    try:
+        services.checkpointer()
+        assert services.pool.timeout == 7.5
+        assert services._checkpoint_pool is not None and services._checkpoint_pool.timeout == 7.5
+    finally:
+        services.close()
 
 
 def test_processes_starting_together_on_a_new_database_all_create_the_checkpoint_tables(server_url: str) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -20,7 +22,9 @@ import pytest
 from graph.runtime import AirlockServices, AirlockSettings
 from graph.service import AirlockApp
 from nodes.guards import pii
+from nodes.guards.pii_cache import _Analysis
 from nodes.guards.vault import InMemoryVault
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -149,3 +153,45 @@ def test_bench_pii_has_help() -> None:
     done = subprocess.run([sys.executable, "-m", "ui.cli", "bench", "pii", "--help"],
                           cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "analyzer calls" in done.stdout
+
+
+def _held_analysis(runs: list[int], started: threading.Event, release: threading.Event, *, fail: bool = False):
+    def analyse() -> Any:
+        runs.append(1)
+        started.set()
+        assert release.wait(60), "the test never released the analysis"
+        if fail:
+            raise RuntimeError("layer deadline")
+        return _Analysis(chunks=(), ner_ran=False)
+    return analyse
+
+
+def _two_callers(cache: pii._AnalysisCache, *, first_fails: bool) -> tuple[Any, Any, list[int]]:
+    """Run two analyses of one text at once, the second asked while the first is running."""
+    runs: list[int] = []
+    started, release = threading.Event(), threading.Event()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(cache.get_or_analyse, ("text",), _held_analysis(runs, started, release, fail=first_fails))
+        assert started.wait(60)
+        second = pool.submit(cache.get_or_analyse, ("text",), _held_analysis(runs, started, release))
+        try:
+            wait_until(lambda: cache.waiting == 1, "the second caller waits for the first analysis")
+        finally:
+            release.set()
+        return first.exception(60) or first.result(60), second.result(60), runs
+
+
+def test_two_callers_meeting_the_same_text_at_once_run_one_analysis() -> None:
+    # The scrubber (writing the input checkpoint) and the input guard meet the message at the
+    # same moment: CI saw both analyse it. The second must wait for the first's result.
+    cache = pii._AnalysisCache()
+    first, second, runs = _two_callers(cache, first_fails=False)
+    assert first is second
+    assert runs == [1] and cache.misses == 1 and cache.hits == 1 and cache.waiting == 0
+
+
+def test_when_the_analysis_a_caller_waits_for_fails_it_runs_its_own() -> None:
+    cache = pii._AnalysisCache()
+    first, second, runs = _two_callers(cache, first_fails=True)
+    assert isinstance(first, RuntimeError) and second.chunks == ()
+    assert runs == [1, 1] and cache.misses == 2 and cache._running == {}

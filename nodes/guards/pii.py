@@ -345,10 +345,8 @@ def _detect(
     # Analysed once per text and setting in this process; the allow lists apply on each use.
     key = (hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest(), entities, float(score_threshold),
            language, ner, int(ner_window), ner_budget, pii_words._ALLOWANCES_GENERATION)
-    analysis = _ANALYSES.get(key)
-    if analysis is None:
-        analysis = _analyse(text, entities, score_threshold, language, ner, ner_window, check_deadline, ner_budget)
-        _ANALYSES.put(key, analysis)
+    analysis = _ANALYSES.get_or_analyse(key, lambda: _analyse(
+        text, entities, score_threshold, language, ner, ner_window, check_deadline, ner_budget))
     if len(analysis.chunks) == 1 and analysis.chunks[0][0] == 0 and len(text) <= CHUNK_CHARS:
         _, results, ner_language = analysis.chunks[0]
         spans = _resolve(_blank_punct(text), results, allow, ner_language)

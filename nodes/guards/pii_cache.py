@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +39,47 @@ class _AnalysisCache:
         self.size = size
         self.hits = 0
         self.misses = 0
+        #: Callers now waiting for another thread's analysis of the same text.
+        self.waiting = 0
         self._items: OrderedDict[tuple[Any, ...], _Analysis] = OrderedDict()
         self._lock = threading.Lock()
+        self._running: dict[tuple[Any, ...], threading.Event] = {}
+
+    def get_or_analyse(self, key: tuple[Any, ...], analyse: Callable[[], _Analysis]) -> _Analysis:
+        """Return the analysis under ``key``, running ``analyse`` only if no thread has or is.
+
+        The checkpoint scrubber and the input guard meet the same message at the same moment
+        (LangGraph writes the input checkpoint while the first node runs): the second waits for
+        the first's analysis instead of running its own. If that analysis fails (a layer's
+        deadline), a waiter runs its own.
+        """
+        while True:
+            with self._lock:
+                found = self._items.get(key)
+                if found is not None:
+                    self.hits += 1
+                    self._items.move_to_end(key)
+                    return found
+                running = self._running.get(key)
+                if running is None:
+                    self.misses += 1
+                    mine = self._running[key] = threading.Event()
+                    break
+                self.waiting += 1
+            try:
+                running.wait()
+            finally:
+                with self._lock:
+                    self.waiting -= 1
+        try:
+            analysis = analyse()
+            if self.size > 0:
+                self.put(key, analysis)
+            return analysis
+        finally:
+            with self._lock:
+                del self._running[key]
+            mine.set()
 
     def get(self, key: tuple[Any, ...]) -> _Analysis | None:
         with self._lock:
