@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -46,11 +47,23 @@ def summarise(messages: Sequence[BaseMessage]) -> AIMessage:
     return AIMessage(content=f"Result: {last.content}")
 
 
-def make_services(database_url: str, *, policy: Path | None = None, pool_timeout: float = 120.0,
+def make_services(database_url: str, *, policy: Path | None = None, pool_timeout: float | None = None,
                   **kw: Any) -> AirlockServices:
-    settings = AirlockSettings(database_url=database_url, policy_path=policy, model_provider="offline",
-                               pool_timeout=pool_timeout)
+    settings = AirlockSettings(database_url=database_url, policy_path=policy, model_provider="offline")
+    if pool_timeout is not None:
+        settings = dataclasses.replace(settings, pool_timeout=pool_timeout)
     return AirlockServices.start(settings, **kw)
+
+
+def policy_with_guards(tmp_path: Path, **guards: Any) -> Path:
+    """Write the airline policy with the named guard pipelines replaced; return its path."""
+    from tools.airline import POLICY_PATH
+
+    data = yaml.safe_load(POLICY_PATH.read_text())
+    data["guards"].update(guards)
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
 
 
 def make_app(

@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import pytest
-import yaml
 from langchain_core.messages import AIMessage
 
 import nodes.guards.pii as pii
@@ -21,8 +20,7 @@ from nodes.guards.base import Action, GuardContext, GuardResult, register_guard
 from nodes.guards.bounds import CHUNK_CHARS, CHUNK_OVERLAP, MAX_TOKEN_CHARS, blank_long_tokens, text_chunks
 from nodes.guards.pipeline import GuardPipeline, LayerSpec
 from nodes.guards.vault import InMemoryVault
-from tests.helpers import BASIC_USER, USER, make_app, make_services
-from tools.airline import POLICY_PATH
+from tests.helpers import BASIC_USER, USER, make_app, make_services, policy_with_guards
 
 
 class StepClock:
@@ -180,10 +178,7 @@ def test_one_slow_message_never_delays_another_customers_turn(database_url, tmp_
     must finish — guards, model, checkpoints, audit — before A is released. Together with the
     bounded work per input above, one message cannot hold the others up.
     """
-    data = yaml.safe_load(POLICY_PATH.read_text())
-    data["guards"]["input"] = [{"layer": "prefilter"}, {"layer": "test_park"}]
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(yaml.safe_dump(data, sort_keys=False))
+    policy = policy_with_guards(tmp_path, input=[{"layer": "prefilter"}, {"layer": "test_park"}])
     services = make_services(database_url, policy=policy)
     PARKED.clear()
     RELEASE.clear()

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-import yaml
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from graph.context import AirlockContext
 from nodes.guards.base import GuardContext, GuardResult, register_guard
-from tests.helpers import RES, USER, make_app, make_services, reservation_doc, tool_call, tool_payloads
-from tools.airline import POLICY_PATH
+from tests.helpers import (
+    RES,
+    USER,
+    make_app,
+    make_services,
+    policy_with_guards,
+    reservation_doc,
+    tool_call,
+    tool_payloads,
+)
 from tools.airline.domain import AirlineDomain
 
 pytestmark = pytest.mark.postgres
@@ -32,14 +38,6 @@ class ExplodingLayer:
 
     def check(self, text: str, ctx: GuardContext) -> GuardResult:
         raise RuntimeError(f"boom while reading {text}")
-
-
-def _policy(tmp_path: Path, **guards: Any) -> Path:
-    data = yaml.safe_load(POLICY_PATH.read_text())
-    data["guards"].update(guards)
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 def _audit_text(services) -> str:
@@ -81,7 +79,7 @@ def test_vault_gives_the_tool_the_real_value_and_never_the_model_or_audit(databa
 
 
 def test_a_layer_that_raises_blocks_and_is_audited(database_url, tmp_path):
-    policy = _policy(tmp_path, input=[{"layer": "prefilter"}, {"layer": "test_explode"}])
+    policy = policy_with_guards(tmp_path, input=[{"layer": "prefilter"}, {"layer": "test_explode"}])
     services = make_services(database_url, policy=policy)
     try:
         app, model = make_app(services, [])
@@ -98,7 +96,7 @@ def test_a_layer_that_raises_blocks_and_is_audited(database_url, tmp_path):
 
 
 def test_a_fail_open_layer_lets_the_message_through(database_url, tmp_path):
-    policy = _policy(tmp_path, input=[{"layer": "prefilter"}, {"layer": "test_explode", "fail_open": True}])
+    policy = policy_with_guards(tmp_path, input=[{"layer": "prefilter"}, {"layer": "test_explode", "fail_open": True}])
     services = make_services(database_url, policy=policy)
     try:
         app, model = make_app(services, [AIMessage(content="Hello!")])

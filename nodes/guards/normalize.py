@@ -266,19 +266,18 @@ def collapse_spaced(text: str, *, min_run: int = 3, strict: bool = False) -> str
     # characters). A stretch is single letters at most 3 characters apart (what lies between
     # two of them is then all separator); it starts and ends at a token boundary, so walking
     # it alone gives what walking the whole text gives there.
-    out: list[str] = []
-    pos = start = end = letters = 0
+    stretches: list[list[int]] = []  # [start, end, letters]
     for m in _SINGLE_LETTER.finditer(text):
-        if m.start() - end <= 3 and letters:
-            end, letters = m.end(), letters + 1
-            continue
+        if stretches and m.start() - stretches[-1][1] <= 3:
+            stretches[-1][1:] = [m.end(), stretches[-1][2] + 1]
+        else:
+            stretches.append([m.start(), m.end(), 1])
+    out: list[str] = []
+    pos = 0
+    for start, end, letters in stretches:
         if letters >= min_run:
             out += [text[pos:start], _collapse_tokens(text[start:end], min_run=min_run, strict=strict)]
             pos = end
-        start, end, letters = m.start(), m.end(), 1
-    if letters >= min_run:
-        out += [text[pos:start], _collapse_tokens(text[start:end], min_run=min_run, strict=strict)]
-        pos = end
     out.append(text[pos:])
     return "".join(out)
 

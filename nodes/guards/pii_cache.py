@@ -71,31 +71,18 @@ class _AnalysisCache:
             finally:
                 with self._lock:
                     self.waiting -= 1
+        analysis: _Analysis | None = None
         try:
             analysis = analyse()
-            if self.size > 0:
-                self.put(key, analysis)
             return analysis
         finally:
             with self._lock:
+                if analysis is not None:
+                    self._items[key] = analysis
+                    while len(self._items) > self.size:
+                        self._items.popitem(last=False)
                 del self._running[key]
             mine.set()
-
-    def get(self, key: tuple[Any, ...]) -> _Analysis | None:
-        with self._lock:
-            found = self._items.get(key)
-            if found is None:
-                self.misses += 1
-            else:
-                self.hits += 1
-                self._items.move_to_end(key)
-            return found
-
-    def put(self, key: tuple[Any, ...], analysis: _Analysis) -> None:
-        with self._lock:
-            self._items[key] = analysis
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
 
     def clear(self) -> None:
         with self._lock:
