@@ -67,11 +67,10 @@ class AirlockSettings:
             (``AIRLOCK_CHECKPOINT_POOL_SIZE``, 1 to 1000): how many checkpoint reads and writes
             of this process run at once (turns of different threads no longer wait on one
             lock; see ``graph.checkpoint_privacy``). The LangGraph server's pool uses it too.
-        pool_timeout: Seconds a caller queues for a connection of either pool before the call
-            fails with ``PoolTimeout`` (``AIRLOCK_POOL_TIMEOUT``, above 0; default 120). Nothing
-            is lost when it fires: a paused thread stays paused and a write not started is not
-            run. Raise it where bursts on one row (many confirmations of one reservation) may
-            queue longer.
+        pool_timeout: Seconds a caller queues for a connection of the app's, the checkpointer's
+            or the vault's pool before the call fails with ``PoolTimeout``
+            (``AIRLOCK_POOL_TIMEOUT``, above 0; default 120). Nothing is lost when it fires: a
+            paused thread stays paused and a write not started is not run.
         audit_anchors_path: The append-only file of signed audit anchors; None:
             ``<data_dir>/audit-anchors.jsonl``.
         audit_anchor_every: Anchor the audit chain's head every this many events (0: never).
@@ -191,6 +190,8 @@ class AirlockServices:
     _scrubber: CheckpointScrubber | None = field(default=None, init=False, repr=False)
     _checkpointer: PrivatePostgresSaver | None = field(default=None, init=False, repr=False)
     _checkpoint_pool: ConnectionPool | None = field(default=None, init=False, repr=False)
+    #: The vault's own pool (see ``_pii_parts``), closed with the services.
+    _vault_pool: ConnectionPool | None = field(default=None, init=False, repr=False)
     #: The database the app pool reaches (set by :meth:`start`), for the checkpointer's own pool.
     _database_url: str | None = field(default=None, init=False, repr=False)
     _checkpointer_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -392,9 +393,10 @@ class AirlockServices:
         scheduler, self.anchor_scheduler = self.anchor_scheduler, None
         if scheduler is not None:
             scheduler.stop()
-        checkpoint_pool, self._checkpoint_pool = self._checkpoint_pool, None
-        if checkpoint_pool is not None:
-            checkpoint_pool.close()
+        for own in (self._checkpoint_pool, self._vault_pool):
+            if own is not None:
+                own.close()
+        self._checkpoint_pool = self._vault_pool = None
         self.pool.close()
 
     # -- construction -------------------------------------------------------------------
@@ -436,6 +438,7 @@ class AirlockServices:
         prepare_database(url, plugin=plugin)
         pool = open_pool(url, max_size=settings.pool_max_size, role=APP_ROLE, checkout_timeout=settings.pool_timeout)
         scheduler: AnchorScheduler | None = None
+        vault_pool: ConnectionPool | None = None
         try:
             domain = domain_factory(pool=pool) if domain_factory is not None else plugin.build(pool)
             # The one validation path `airlock policy` runs too: tools, shapes, layers, writes.
@@ -443,7 +446,8 @@ class AirlockServices:
             check_policy_domain(policy, plugin, policy_path)
             audit = AuditLog(pool=pool, key=audit_key, anchors_path=settings.anchors_file,
                              anchor_every=settings.audit_anchor_every)
-            vault_store, mask = _pii_parts(policy, settings, pool, plugin)
+            vault_pool = _vault_pool(policy, settings, url)
+            vault_store, mask = _pii_parts(policy, settings, vault_pool, plugin)
             reviews = ReviewStore(pool=pool, audit=audit)
             review_key = load_secret(pool)
             # Seals what was appended since the last anchor (events from before the audit key too).
@@ -469,7 +473,7 @@ class AirlockServices:
                 review_uncertain=InputReviewer(store=reviews, audit=audit, signing_key=review_key),
                 anchor_scheduler=scheduler, checkpoint_tables_ready=True,
             )
-            services._database_url = url
+            services._database_url, services._vault_pool = url, vault_pool
             if settings.notify.enabled:
                 from graph.outbox import Outbox
 
@@ -481,6 +485,8 @@ class AirlockServices:
         except Exception:
             if scheduler is not None:
                 scheduler.stop()
+            if vault_pool is not None:
+                vault_pool.close()
             pool.close()
             raise
         return services
@@ -688,8 +694,27 @@ def _default_model(settings: AirlockSettings, plugin: DomainPlugin) -> BaseChatM
     return make_chat_model(ModelSettings.from_env(env), offline=plugin.offline_planner, domain=plugin.name)
 
 
+#: Connections of the vault's own pool per process: its statements are single, short and
+#: autocommit, and never wait on a row lock.
+VAULT_POOL_SIZE = 4
+
+
+def _vault_pool(policy: Policy, settings: AirlockSettings, url: str) -> ConnectionPool | None:
+    """Open the PII vault's own pool when the policy masks PII, else None.
+
+    Not the app pool: the tool-result guard stores a result's values in the vault inside the
+    write's transaction, which holds an app-pool connection and the rows it locked. Writes
+    waiting on one row could hold every app-pool connection, and the holder would then wait
+    for a connection none of them gives back (tests/test_pool_nesting.py).
+    """
+    pii_layers = {"pii", "output_pii"}
+    if not any(layer.layer in pii_layers for layer in (*policy.guards.input, *policy.guards.output)):
+        return None
+    return open_pool(url, max_size=VAULT_POOL_SIZE, role=APP_ROLE, checkout_timeout=settings.pool_timeout)
+
+
 def _pii_parts(
-    policy: Policy, settings: AirlockSettings, pool: ConnectionPool, plugin: DomainPlugin,
+    policy: Policy, settings: AirlockSettings, pool: ConnectionPool | None, plugin: DomainPlugin,
 ) -> tuple[VaultStore | None, Callable[[str], str] | None]:
     """Return the PII vault store and the text masker when the policy's pipelines use the PII layer.
 
@@ -707,7 +732,7 @@ def _pii_parts(
         from nodes.guards.data_request import use_vocabulary
 
         use_vocabulary(plugin.third_party)
-    if not any(layer.layer in pii_layers for layer in (*guards.input, *guards.output)):
+    if pool is None:  # no masking layer: no vault (see _vault_pool)
         return None, None
     from nodes.guards.pii import mask_text
     from nodes.guards.vault import load_vault_key

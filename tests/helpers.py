@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import time
@@ -47,11 +46,8 @@ def summarise(messages: Sequence[BaseMessage]) -> AIMessage:
     return AIMessage(content=f"Result: {last.content}")
 
 
-def make_services(database_url: str, *, policy: Path | None = None, pool_timeout: float | None = None,
-                  **kw: Any) -> AirlockServices:
+def make_services(database_url: str, *, policy: Path | None = None, **kw: Any) -> AirlockServices:
     settings = AirlockSettings(database_url=database_url, policy_path=policy, model_provider="offline")
-    if pool_timeout is not None:
-        settings = dataclasses.replace(settings, pool_timeout=pool_timeout)
     return AirlockServices.start(settings, **kw)
 
 

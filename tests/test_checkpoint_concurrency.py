@@ -192,6 +192,7 @@ def test_both_pools_queue_callers_for_the_configured_time(database_url: str) -> 
         services.checkpointer()
         assert services.pool.timeout == 7.5
         assert services._checkpoint_pool is not None and services._checkpoint_pool.timeout == 7.5
+        assert services._vault_pool is not None and services._vault_pool.timeout == 7.5
     finally:
         services.close()
 
