@@ -695,8 +695,8 @@ def _default_model(settings: AirlockSettings, plugin: DomainPlugin) -> BaseChatM
 
 
 #: Connections of the vault's own pool per process: its statements are single, short and
-#: autocommit, and never wait on a row lock.
-VAULT_POOL_SIZE = 4
+#: autocommit, and never wait on a row lock. Opened on demand (none held idle at start).
+VAULT_POOL_SIZE = 2
 
 
 def _vault_pool(policy: Policy, settings: AirlockSettings, url: str) -> ConnectionPool | None:
@@ -710,7 +710,8 @@ def _vault_pool(policy: Policy, settings: AirlockSettings, url: str) -> Connecti
     pii_layers = {"pii", "output_pii"}
     if not any(layer.layer in pii_layers for layer in (*policy.guards.input, *policy.guards.output)):
         return None
-    return open_pool(url, max_size=VAULT_POOL_SIZE, role=APP_ROLE, checkout_timeout=settings.pool_timeout)
+    return open_pool(url, min_size=0, max_size=VAULT_POOL_SIZE, role=APP_ROLE,
+                     checkout_timeout=settings.pool_timeout)
 
 
 def _pii_parts(
