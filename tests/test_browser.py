@@ -196,7 +196,10 @@ def test_reviewer_approves_an_escalation_and_the_customer_sees_it(
     # The customer's page updates by itself (poll timer), no reload.
     expect(notice).to_be_hidden()
     expect(customer.locator("#chatbot")).to_contain_text("TRANSFERRED TO A HUMAN AGENT")
-    expect(customer.locator("#thread-select input")).not_to_have_value(re.compile("waiting for a reviewer"))
+    # The thread list's label follows on the page's next poll, after the chat: wait for it
+    # (a hang guard, longer than the default 5 s, which a loaded CI machine exceeded).
+    expect(customer.locator("#thread-select input")).not_to_have_value(re.compile("waiting for a reviewer"),
+                                                                       timeout=30_000)
     row = db_rows(app_db, "SELECT status, reviewer FROM reviews WHERE review_id = %s", review["review_id"])
     assert row == [{"status": "approved", "reviewer": "sam"}]
 
